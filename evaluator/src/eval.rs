@@ -1,0 +1,472 @@
+//! The evaluation walk: rules in order, every condition of a rule evaluated (so every nested
+//! gate's exposure is collected), first matching rule wins, pass percentage decides between
+//! the rule's value and the default, layers hand over to the experiment they delegate to.
+//!
+//! The walk mirrors Statsig's core SDK step by step, including how nested evaluations share
+//! one result, because its observable quirks (which rule id a nested unknown gate reports,
+//! when undelegated exposures are recorded) are part of "the same answers".
+
+use serde_json::Value;
+
+use crate::condition::{compare, Condition, Kind};
+use crate::country;
+use crate::hash::unit_hash;
+use crate::ruleset::{Rule, Ruleset, Spec, SpecKind};
+use crate::ua;
+use crate::user::User;
+use crate::value::{DynValue, Val};
+
+/// Nested gate depth past which a spec is answered as unsupported (a cycle, or abuse).
+const MAX_NESTING: u16 = 300;
+
+/// What an evaluation needs besides the ruleset.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalContext<'a> {
+    /// The user being evaluated.
+    pub user: &'a User,
+    /// Now, in ms since the epoch (`current_time` conditions); the caller owns the clock.
+    pub now_ms: i64,
+    /// The target app `target_app` conditions compare; None uses the ruleset's `app_id`.
+    pub app_id: Option<&'a DynValue>,
+}
+
+/// A gate checked while evaluating another spec, reported with its exposure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SecondaryExposure<'r> {
+    /// The nested gate's name.
+    pub gate: &'r str,
+    /// Its value.
+    pub gate_value: bool,
+    /// The rule that decided it (`""` for an unknown gate).
+    pub rule_id: &'r str,
+}
+
+/// How a spec was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Evaluated.
+    Recognized,
+    /// No spec of that name: gate false, config `{}`, rule id `""`.
+    Unrecognized,
+    /// The spec uses a condition or operator this server cannot evaluate: answered like an
+    /// unknown spec, as Statsig's core SDK does.
+    Unsupported,
+}
+
+/// Everything an evaluation produces, borrowed from the ruleset (no copies on the hot path).
+#[derive(Debug, Clone)]
+pub struct Evaluation<'r> {
+    /// Recognized, unrecognized or unsupported.
+    pub outcome: Outcome,
+    /// The gate value (for configs: whether the matched rule passed).
+    pub bool_value: bool,
+    /// The config / experiment / layer value; None answers `{}`.
+    pub json_value: Option<&'r Value>,
+    /// The deciding rule's id, `default`, `disabled`, or `""`.
+    pub rule_id: &'r str,
+    /// The experiment group's name, when the deciding rule has one.
+    pub group_name: Option<&'r str>,
+    /// The spec's unit type (`userID`, `stableID`, ...); `""` when unrecognized.
+    pub id_type: &'r str,
+    /// Nested gates checked, in order, deduplicated, `segment:` gates left out.
+    pub secondary_exposures: Vec<SecondaryExposure<'r>>,
+    /// Layers: the exposures gathered before handing over to the experiment.
+    pub undelegated_secondary_exposures: Option<Vec<SecondaryExposure<'r>>>,
+    /// The experiment's (or the allocated experiment's) explicit parameters.
+    pub explicit_parameters: Option<&'r [Box<str>]>,
+    /// Layers: the experiment the user was allocated to.
+    pub config_delegate: Option<&'r str>,
+    /// Whether the deciding rule is an experiment group.
+    pub is_experiment_group: bool,
+    /// The experiment's `isActive`.
+    pub is_experiment_active: bool,
+    /// The experiment's `hasSharedParams` (it lives in a layer).
+    pub is_in_layer: bool,
+    /// The spec's `version`.
+    pub version: Option<i64>,
+}
+
+impl<'r> Evaluation<'r> {
+    fn unrecognized() -> Self {
+        Evaluation {
+            outcome: Outcome::Unrecognized,
+            bool_value: false,
+            json_value: None,
+            rule_id: "",
+            group_name: None,
+            id_type: "",
+            secondary_exposures: Vec::new(),
+            undelegated_secondary_exposures: None,
+            explicit_parameters: None,
+            config_delegate: None,
+            is_experiment_group: false,
+            is_experiment_active: false,
+            is_in_layer: false,
+            version: None,
+        }
+    }
+}
+
+impl Ruleset {
+    /// Evaluates the gate `name`.
+    pub fn check_gate<'r>(&'r self, name: &str, ctx: &EvalContext<'_>) -> Evaluation<'r> {
+        self.evaluate(SpecKind::Gate, name, ctx)
+    }
+
+    /// Evaluates the dynamic config or experiment `name`.
+    pub fn get_config<'r>(&'r self, name: &str, ctx: &EvalContext<'_>) -> Evaluation<'r> {
+        self.evaluate(SpecKind::Config, name, ctx)
+    }
+
+    /// Evaluates the layer `name`.
+    pub fn get_layer<'r>(&'r self, name: &str, ctx: &EvalContext<'_>) -> Evaluation<'r> {
+        self.evaluate(SpecKind::Layer, name, ctx)
+    }
+
+    /// Evaluates one spec of any table.
+    pub fn evaluate<'r>(
+        &'r self,
+        kind: SpecKind,
+        name: &str,
+        ctx: &EvalContext<'_>,
+    ) -> Evaluation<'r> {
+        match self.lookup(kind, name) {
+            Some(idx) => self.evaluate_index(kind, idx, ctx),
+            None => Evaluation::unrecognized(),
+        }
+    }
+
+    pub(crate) fn evaluate_index<'r>(
+        &'r self,
+        kind: SpecKind,
+        idx: u32,
+        ctx: &EvalContext<'_>,
+    ) -> Evaluation<'r> {
+        let mut walk = Walk {
+            rs: self,
+            ctx,
+            st: State::default(),
+            nesting: 0,
+            memo: Vec::new(),
+        };
+        let spec = self.spec(kind, idx);
+        let finished = walk.evaluate(spec);
+        let st = walk.st;
+        if finished.is_err() || st.unsupported {
+            return Evaluation {
+                outcome: Outcome::Unsupported,
+                id_type: &spec.id_type,
+                ..Evaluation::unrecognized()
+            };
+        }
+        Evaluation {
+            outcome: Outcome::Recognized,
+            bool_value: st.bool_value,
+            json_value: st.json_value,
+            rule_id: st.rule_id.unwrap_or(""),
+            group_name: st.group_name,
+            id_type: st.id_type.unwrap_or(""),
+            secondary_exposures: dedupe(st.secondary),
+            undelegated_secondary_exposures: st.undelegated.map(dedupe),
+            explicit_parameters: st.explicit_parameters,
+            config_delegate: st.config_delegate,
+            is_experiment_group: st.is_experiment_group,
+            is_experiment_active: st.is_experiment_active,
+            is_in_layer: st.is_in_layer,
+            version: st.version,
+        }
+    }
+}
+
+/// Keeps the first of each (gate, value, rule) triple, in order.
+fn dedupe(mut list: Vec<SecondaryExposure<'_>>) -> Vec<SecondaryExposure<'_>> {
+    if list.len() > 1 {
+        let mut seen = ahash::AHashSet::with_capacity(list.len());
+        list.retain(|e| seen.insert(*e));
+    }
+    list
+}
+
+/// The walk's running result, shared by nested evaluations as in Statsig's core SDK.
+#[derive(Default)]
+struct State<'r> {
+    bool_value: bool,
+    json_value: Option<&'r Value>,
+    rule_id: Option<&'r str>,
+    group_name: Option<&'r str>,
+    is_experiment_group: bool,
+    is_experiment_active: bool,
+    is_in_layer: bool,
+    explicit_parameters: Option<&'r [Box<str>]>,
+    config_delegate: Option<&'r str>,
+    secondary: Vec<SecondaryExposure<'r>>,
+    undelegated: Option<Vec<SecondaryExposure<'r>>>,
+    unsupported: bool,
+    id_type: Option<&'r str>,
+    version: Option<i64>,
+    named: bool,
+}
+
+/// Nesting went past [`MAX_NESTING`].
+struct TooDeep;
+
+struct Walk<'r, 'c> {
+    rs: &'r Ruleset,
+    ctx: &'c EvalContext<'c>,
+    st: State<'r>,
+    nesting: u16,
+    /// Nested gates already evaluated in this walk: name, value, rule id.
+    memo: Vec<(&'r str, bool, Option<&'r str>)>,
+}
+
+impl<'r> Walk<'r, '_> {
+    fn evaluate(&mut self, spec: &'r Spec) -> Result<(), TooDeep> {
+        let st = &mut self.st;
+        if !st.named {
+            st.named = true;
+            st.id_type = Some(&spec.id_type);
+            st.version = spec.version;
+        }
+        if let Some(active) = spec.is_active {
+            st.is_experiment_active = active;
+        }
+        if let Some(shared) = spec.has_shared_params {
+            st.is_in_layer = shared;
+        }
+        if let Some(explicit) = &spec.explicit_parameters {
+            st.explicit_parameters = Some(explicit);
+        }
+
+        for rule in &spec.rules {
+            self.evaluate_rule(rule)?;
+            if self.st.unsupported {
+                return Ok(());
+            }
+            if !self.st.bool_value {
+                continue;
+            }
+            if self.evaluate_delegate(rule)? {
+                self.finalize();
+                return Ok(());
+            }
+            let passed = self.pass_percentage(rule, spec);
+            let st = &mut self.st;
+            if passed {
+                st.bool_value = rule.return_bool;
+                st.json_value = Some(&rule.return_value);
+            } else {
+                st.bool_value = spec.default_bool;
+                st.json_value = Some(&spec.default_value);
+            }
+            st.rule_id = Some(&rule.id);
+            st.group_name = rule.group_name.as_deref();
+            st.is_experiment_group = rule.is_experiment_group.unwrap_or(false);
+            st.is_experiment_active = spec.is_active.unwrap_or(false);
+            self.finalize();
+            return Ok(());
+        }
+
+        let st = &mut self.st;
+        st.bool_value = spec.default_bool;
+        st.json_value = Some(&spec.default_value);
+        st.rule_id = Some(if spec.enabled { "default" } else { "disabled" });
+        self.finalize();
+        Ok(())
+    }
+
+    /// Closes one (possibly nested) evaluation; at the top, records the undelegated exposures.
+    fn finalize(&mut self) {
+        if self.nesting > 0 {
+            self.nesting -= 1;
+            return;
+        }
+        let st = &mut self.st;
+        if !st.secondary.is_empty() && st.undelegated.is_none() {
+            st.undelegated = Some(st.secondary.clone());
+        }
+    }
+
+    fn enter_nested(&mut self) -> Result<(), TooDeep> {
+        self.nesting += 1;
+        self.st.bool_value = false;
+        self.st.json_value = None;
+        if self.nesting > MAX_NESTING {
+            return Err(TooDeep);
+        }
+        Ok(())
+    }
+
+    fn evaluate_rule(&mut self, rule: &'r Rule) -> Result<(), TooDeep> {
+        let mut all_pass = true;
+        for cond in &rule.conditions {
+            let Some(idx) = cond else {
+                self.st.unsupported = true;
+                return Ok(());
+            };
+            self.evaluate_condition(&self.rs.conditions[*idx as usize])?;
+            if !self.st.bool_value {
+                all_pass = false;
+            }
+        }
+        self.st.bool_value = all_pass;
+        Ok(())
+    }
+
+    fn evaluate_delegate(&mut self, rule: &'r Rule) -> Result<bool, TooDeep> {
+        let Some((name, Some(idx))) = &rule.config_delegate else {
+            return Ok(false);
+        };
+        let delegate = self.rs.spec(SpecKind::Config, *idx);
+        self.st.undelegated = Some(self.st.secondary.clone());
+        self.enter_nested()?;
+        self.evaluate(delegate)?;
+        self.st.explicit_parameters = delegate.explicit_parameters.as_deref();
+        self.st.config_delegate = Some(name);
+        Ok(true)
+    }
+
+    fn pass_percentage(&self, rule: &Rule, spec: &Spec) -> bool {
+        if rule.pass_percentage >= 100.0 {
+            return true;
+        }
+        if rule.pass_percentage <= 0.0 {
+            return false;
+        }
+        let user = self.ctx.user;
+        let unit = user.unit_id_str(&rule.id_type.value, &rule.id_type.lower);
+        let hash = unit_hash(&[&spec.salt, &rule.salt, unit]);
+        ((hash % 10_000) as f64) < rule.pass_percentage * 100.0
+    }
+
+    fn evaluate_condition(&mut self, cond: &'r Condition) -> Result<(), TooDeep> {
+        let user = self.ctx.user;
+        let country_buf;
+        let ua_buf;
+        let value = match &cond.kind {
+            Kind::Public => {
+                self.st.bool_value = true;
+                return Ok(());
+            }
+            Kind::NestedGate { name, gate, negate } => {
+                return self.evaluate_nested_gate(name, *gate, *negate);
+            }
+            Kind::Unsupported => {
+                self.st.unsupported = true;
+                return Ok(());
+            }
+            Kind::UserField => user_value(user, cond).map(Val::Dyn),
+            Kind::EnvironmentField => self.environment_value(cond).map(Val::Dyn),
+            Kind::IpBased => match user_value(user, cond) {
+                Some(v) => Some(Val::Dyn(v)),
+                None => {
+                    country_buf = country::value_from_ip(user, cond.field.as_ref());
+                    country_buf.as_ref().map(Val::Dyn)
+                }
+            },
+            Kind::UaBased => match user_value(user, cond) {
+                Some(v) => Some(Val::Dyn(v)),
+                None => {
+                    ua_buf = ua::value_from_user_agent(user, cond.field.as_ref());
+                    ua_buf.as_ref().map(Val::Dyn)
+                }
+            },
+            Kind::CurrentTime => Some(Val::Clock(self.ctx.now_ms)),
+            Kind::UserBucket(salt) => {
+                let unit = user.unit_id_str(&cond.id_type.value, &cond.id_type.lower);
+                Some(Val::Bucket(unit_hash(&[salt, unit]) % 1000))
+            }
+            Kind::TargetApp => self.ctx.app_id.or(self.rs.app_id.as_ref()).map(Val::Dyn),
+            Kind::UnitId => user
+                .unit_id(&cond.id_type.value, &cond.id_type.lower)
+                .map(Val::Dyn),
+        }
+        .unwrap_or(Val::Missing);
+
+        let Some(op) = cond.op else {
+            self.st.unsupported = true;
+            return Ok(());
+        };
+        let rs = self.rs;
+        self.st.bool_value = compare(op, value, &cond.target, &|list, id| {
+            rs.id_lists
+                .get(list)
+                .is_some_and(|keys| keys.contains(&crate::hash::id_list_key(id)))
+        });
+        Ok(())
+    }
+
+    fn evaluate_nested_gate(
+        &mut self,
+        name: &'r str,
+        gate: Option<u32>,
+        negate: bool,
+    ) -> Result<(), TooDeep> {
+        if let Some(&(_, value, rule_id)) = self.memo.iter().find(|(n, _, _)| *n == name) {
+            self.st.bool_value = value;
+            self.st.rule_id = rule_id;
+        } else {
+            self.enter_nested()?;
+            if let Some(idx) = gate {
+                self.evaluate(self.rs.spec(SpecKind::Gate, idx))?;
+            }
+            if self.st.unsupported {
+                return Ok(());
+            }
+            self.memo.push((name, self.st.bool_value, self.st.rule_id));
+        }
+        if !name.starts_with("segment:") {
+            let st = &mut self.st;
+            st.secondary.push(SecondaryExposure {
+                gate: name,
+                gate_value: st.bool_value,
+                rule_id: st.rule_id.unwrap_or(""),
+            });
+        }
+        if negate {
+            self.st.bool_value = !self.st.bool_value;
+        }
+        Ok(())
+    }
+
+    /// `statsigEnvironment[field]`, else the ruleset's `default_environment`.
+    fn environment_value(&self, cond: &Condition) -> Option<&DynValue> {
+        let field = cond.field.as_ref()?;
+        let defaults = &self.rs.default_environment;
+        self.ctx
+            .user
+            .environment
+            .get(&*field.value)
+            .or_else(|| defaults.get(&*field.value))
+            .or_else(|| defaults.get(&*field.lower))
+    }
+}
+
+/// Statsig's user-field lookup: known top-level fields (non-empty strings only), then
+/// `custom` (exact, then lowercased name), then `privateAttributes`, then the snake_case aliases.
+fn user_value<'u>(user: &'u User, cond: &Condition) -> Option<&'u DynValue> {
+    let field = cond.field.as_ref()?;
+    let top = match &*field.lower {
+        "userid" => user.user_id.as_ref(),
+        "email" => user.email.as_ref(),
+        "ip" => user.ip.as_ref(),
+        "country" => user.country.as_ref(),
+        "locale" => user.locale.as_ref(),
+        "appversion" => user.app_version.as_ref(),
+        "useragent" => user.user_agent.as_ref(),
+        _ => None,
+    };
+    if let Some(v) = top.filter(|v| v.string.as_deref().is_some_and(|s| !s.is_empty())) {
+        return Some(v);
+    }
+    let lookup = |map: &'u ahash::AHashMap<String, DynValue>| {
+        map.get(&*field.value).or_else(|| map.get(&*field.lower))
+    };
+    lookup(&user.custom)
+        .or_else(|| lookup(&user.private_attributes))
+        .or_else(|| match &*field.lower {
+            "user_id" => user.user_id.as_ref(),
+            "app_version" => user.app_version.as_ref(),
+            "user_agent" => user.user_agent.as_ref(),
+            _ => None,
+        })
+}

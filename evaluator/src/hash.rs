@@ -1,0 +1,75 @@
+//! The hashes Statsig's SDKs agree on: bucketing, name hashing and ID-list keys.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// First 8 bytes of SHA-256 over `parts` joined by `.`, as a big-endian u64.
+///
+/// Pass percentages use `hash % 10000`, `user_bucket` uses `hash % 1000`. The parts are fed
+/// to the hasher one by one so no joined string is allocated on the request path.
+pub fn unit_hash(parts: &[&str]) -> u64 {
+    let mut hasher = Sha256::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hasher.update(b".");
+        }
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Statsig's djb2 name hash: 32-bit wrapping arithmetic over Unicode scalar values,
+/// printed unsigned (the core SDK's choice; JS iterates UTF-16 units and differs on emoji).
+pub fn djb2(name: &str) -> String {
+    let mut hash: u32 = 0;
+    for c in name.chars() {
+        hash = (hash << 5).wrapping_sub(hash).wrapping_add(c as u32);
+    }
+    hash.to_string()
+}
+
+/// Standard base64 of the SHA-256 digest: `hash: "sha256"` name hashing.
+pub fn sha256_base64(name: &str) -> String {
+    BASE64.encode(Sha256::digest(name.as_bytes()))
+}
+
+/// The key an ID-list file stores for a unit: the first 8 characters of base64(SHA-256(id)).
+pub fn id_list_key(unit_id: &str) -> [u8; 8] {
+    let encoded = BASE64.encode(Sha256::digest(unit_id.as_bytes()));
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&encoded.as_bytes()[..8]);
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn djb2_matches_statsig_examples() {
+        // Values from statsig-server-core's gcir tests.
+        assert_eq!(djb2("a_gate"), "2867927529");
+        assert_eq!(djb2("partial_gate"), "610600137");
+        assert_eq!(djb2("test_public"), "3968762550");
+    }
+
+    #[test]
+    fn unit_hash_is_big_endian_prefix_of_the_dotted_sha256() {
+        let digest = Sha256::digest(b"salt.rule.user");
+        let expected = u64::from_be_bytes(digest[..8].try_into().unwrap());
+        assert_eq!(unit_hash(&["salt", "rule", "user"]), expected);
+        assert_ne!(
+            unit_hash(&["salt", "rule", "user"]),
+            unit_hash(&["salt", "rule", "user2"])
+        );
+    }
+
+    #[test]
+    fn id_list_key_is_base64_prefix() {
+        assert_eq!(&id_list_key("u1"), &sha256_base64("u1").as_bytes()[..8]);
+    }
+}

@@ -1,0 +1,531 @@
+//! Loading a `download_config_specs` payload (v1 or v2 shape) into a compiled [`Ruleset`],
+//! and writing it back out in either shape.
+//!
+//! Both shapes are first normalized into the v2 document (maps keyed by name, conditions in
+//! `condition_map`), which is kept for re-serialization; evaluation uses the compiled form.
+
+use std::fmt;
+
+use ahash::{AHashMap, AHashSet};
+use serde_json::{Map, Value};
+
+use crate::condition::{Condition, Name};
+use crate::value::DynValue;
+
+/// The three spec tables of a ruleset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpecKind {
+    /// `feature_gates` (gates, segments, holdouts).
+    Gate,
+    /// `dynamic_configs` (dynamic configs, experiments, autotunes).
+    Config,
+    /// `layer_configs`.
+    Layer,
+}
+
+impl SpecKind {
+    const ALL: [SpecKind; 3] = [SpecKind::Gate, SpecKind::Config, SpecKind::Layer];
+
+    /// The payload key of this table.
+    pub fn key(self) -> &'static str {
+        match self {
+            SpecKind::Gate => "feature_gates",
+            SpecKind::Config => "dynamic_configs",
+            SpecKind::Layer => "layer_configs",
+        }
+    }
+}
+
+/// A payload that could not be loaded at all. (A single malformed spec is skipped instead and
+/// reported in [`Ruleset::warnings`], as Statsig's core SDK does.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesetError(pub String);
+
+impl fmt::Display for RulesetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid ruleset: {}", self.0)
+    }
+}
+
+impl std::error::Error for RulesetError {}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub id: Box<str>,
+    /// The salt hashed for the pass percentage (the rule id when `salt` is absent).
+    pub salt: Box<str>,
+    pub pass_percentage: f64,
+    /// Indexes into [`Ruleset::conditions`]; None for an id missing from `condition_map`.
+    pub conditions: Vec<Option<u32>>,
+    pub return_value: Value,
+    pub return_bool: bool,
+    pub id_type: Name,
+    pub group_name: Option<Box<str>>,
+    pub is_experiment_group: Option<bool>,
+    /// `configDelegate`, with its index among dynamic configs when it exists.
+    pub config_delegate: Option<(Box<str>, Option<u32>)>,
+}
+
+/// A compiled spec (gate, config, experiment or layer).
+#[derive(Debug)]
+pub(crate) struct Spec {
+    pub name: Box<str>,
+    pub entity: Box<str>,
+    pub salt: Box<str>,
+    pub enabled: bool,
+    pub default_value: Value,
+    pub default_bool: bool,
+    pub id_type: Box<str>,
+    pub rules: Vec<Rule>,
+    pub is_active: Option<bool>,
+    pub has_shared_params: Option<bool>,
+    pub explicit_parameters: Option<Vec<Box<str>>>,
+    pub version: Option<i64>,
+    pub target_app_ids: Option<AHashSet<Box<str>>>,
+}
+
+/// A compiled ruleset: immutable, shared by every request through one atomic pointer.
+#[derive(Debug)]
+pub struct Ruleset {
+    /// The payload's `time` (ms): its version, compared with SDKs' `sinceTime`.
+    pub time: i64,
+    pub(crate) specs: [Vec<Spec>; 3],
+    pub(crate) index: [AHashMap<Box<str>, u32>; 3],
+    pub(crate) conditions: Vec<Condition>,
+    /// `app_id`: the value `target_app` conditions compare when the caller gives none.
+    pub(crate) app_id: Option<DynValue>,
+    /// `{"tier": default_environment}`: the environment of users that carry none.
+    pub(crate) default_environment: AHashMap<String, DynValue>,
+    pub(crate) id_lists: AHashMap<Box<str>, AHashSet<[u8; 8]>>,
+    /// The normalized v2 document, for re-serialization.
+    doc: Map<String, Value>,
+    warnings: Vec<String>,
+}
+
+impl Ruleset {
+    /// Parses and compiles a payload in either shape.
+    pub fn from_slice(bytes: &[u8]) -> Result<Ruleset, RulesetError> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| RulesetError(format!("not JSON: {e}")))?;
+        Ruleset::from_value(value)
+    }
+
+    /// Compiles an already parsed payload in either shape.
+    pub fn from_value(value: Value) -> Result<Ruleset, RulesetError> {
+        let Value::Object(top) = value else {
+            return Err(RulesetError("the payload must be a JSON object".into()));
+        };
+        let doc = normalize(top)?;
+        compile(doc)
+    }
+
+    /// Specs that were skipped at load, each with the reason.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Names of the specs in one table, in payload order.
+    pub fn names(&self, kind: SpecKind) -> impl Iterator<Item = &str> {
+        self.specs[kind as usize].iter().map(|s| &*s.name)
+    }
+
+    /// Replaces the ID lists (`list name -> unit ids`), hashing ids as Statsig's list files do.
+    pub fn set_id_lists<'a>(&mut self, lists: impl IntoIterator<Item = (&'a str, Vec<String>)>) {
+        self.id_lists = lists
+            .into_iter()
+            .map(|(name, ids)| {
+                let keys = ids.iter().map(|id| crate::hash::id_list_key(id)).collect();
+                (name.into(), keys)
+            })
+            .collect();
+    }
+
+    pub(crate) fn lookup(&self, kind: SpecKind, name: &str) -> Option<u32> {
+        self.index[kind as usize].get(name).copied()
+    }
+
+    pub(crate) fn spec(&self, kind: SpecKind, idx: u32) -> &Spec {
+        &self.specs[kind as usize][idx as usize]
+    }
+
+    /// The ruleset in the dcs-v2 shape that Statsig's core SDKs parse.
+    pub fn to_v2(&self) -> Value {
+        let mut doc = self.doc.clone();
+        doc.insert("has_updates".into(), Value::Bool(true));
+        doc.insert("time".into(), self.time.into());
+        doc.insert("response_format".into(), "dcs-v2".into());
+        Value::Object(doc)
+    }
+
+    /// The ruleset in the dcs-v1 shape the legacy SDKs parse (lists of named specs with inline
+    /// conditions, and `layers`).
+    pub fn to_v1(&self) -> Value {
+        let empty = Map::new();
+        let condition_map = self
+            .doc
+            .get("condition_map")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let mut out = Map::new();
+        for (key, value) in &self.doc {
+            if !matches!(
+                key.as_str(),
+                "feature_gates"
+                    | "dynamic_configs"
+                    | "layer_configs"
+                    | "condition_map"
+                    | "experiment_to_layer"
+            ) {
+                out.insert(key.clone(), value.clone());
+            }
+        }
+        for kind in SpecKind::ALL {
+            let specs = self.doc.get(kind.key()).and_then(Value::as_object);
+            let list = specs
+                .into_iter()
+                .flatten()
+                .map(|(name, spec)| inline_spec(name, spec, condition_map))
+                .collect();
+            out.insert(kind.key().into(), Value::Array(list));
+        }
+        let mut layers: Map<String, Value> = self
+            .names(SpecKind::Layer)
+            .map(|name| (name.to_owned(), Value::Array(vec![])))
+            .collect();
+        if let Some(Value::Object(e2l)) = self.doc.get("experiment_to_layer") {
+            for (experiment, layer) in e2l {
+                let Some(layer) = layer.as_str() else {
+                    continue;
+                };
+                let entry = layers.entry(layer).or_insert_with(|| Value::Array(vec![]));
+                if let Value::Array(list) = entry {
+                    list.push(experiment.clone().into());
+                }
+            }
+        }
+        out.insert("layers".into(), Value::Object(layers));
+        out.insert("has_updates".into(), Value::Bool(true));
+        out.insert("time".into(), self.time.into());
+        out.insert("response_format".into(), "dcs-v1".into());
+        Value::Object(out)
+    }
+}
+
+fn inline_spec(name: &str, spec: &Value, condition_map: &Map<String, Value>) -> Value {
+    let mut spec = spec.clone();
+    if let Value::Object(obj) = &mut spec {
+        obj.insert("name".into(), name.into());
+        if let Some(Value::Array(rules)) = obj.get_mut("rules") {
+            for rule in rules {
+                if let Some(Value::Array(conds)) = rule.get_mut("conditions") {
+                    for c in conds.iter_mut() {
+                        if let Some(full) = c.as_str().and_then(|id| condition_map.get(id)) {
+                            *c = full.clone();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    spec
+}
+
+/// Turns either payload shape into the v2 document.
+fn normalize(mut top: Map<String, Value>) -> Result<Map<String, Value>, RulesetError> {
+    match top.get("time") {
+        Some(Value::Number(n)) if n.as_i64().is_some() || n.as_f64().is_some() => {}
+        Some(_) => return Err(RulesetError("`time` must be a number (ms)".into())),
+        None => return Err(RulesetError("`time` is missing".into())),
+    }
+    let is_v1 = SpecKind::ALL
+        .iter()
+        .any(|k| matches!(top.get(k.key()), Some(Value::Array(_))));
+    if !is_v1 {
+        for key in [
+            "feature_gates",
+            "dynamic_configs",
+            "layer_configs",
+            "condition_map",
+        ] {
+            match top.get(key) {
+                Some(Value::Object(_)) => {}
+                None => {
+                    top.insert(key.into(), Value::Object(Map::new()));
+                }
+                Some(_) => return Err(RulesetError(format!("`{key}` must be an object"))),
+            }
+        }
+        if !matches!(top.get("experiment_to_layer"), Some(Value::Object(_))) {
+            top.insert("experiment_to_layer".into(), Value::Object(Map::new()));
+        }
+        return Ok(top);
+    }
+
+    let mut condition_map = Map::new();
+    for kind in SpecKind::ALL {
+        let list = match top.remove(kind.key()) {
+            Some(Value::Array(list)) => list,
+            None => vec![],
+            Some(_) => {
+                return Err(RulesetError(format!(
+                    "`{}` must be a list in a v1 payload",
+                    kind.key()
+                )))
+            }
+        };
+        let mut map = Map::new();
+        for spec in list {
+            let Value::Object(mut spec) = spec else {
+                continue;
+            };
+            let Some(Value::String(name)) = spec.remove("name") else {
+                continue;
+            };
+            // v1 SDKs answer a disabled spec with its default before reading its rules; the v2
+            // shape says the same by carrying no rules (as Statsig's own v2 payloads do).
+            if spec.get("enabled") == Some(&Value::Bool(false)) {
+                spec.insert("rules".into(), Value::Array(vec![]));
+            }
+            if let Some(Value::Array(rules)) = spec.get_mut("rules") {
+                for rule in rules {
+                    if let Some(Value::Array(conds)) = rule.get_mut("conditions") {
+                        for c in conds.iter_mut() {
+                            let id = condition_id(c);
+                            condition_map.insert(id.clone(), c.take());
+                            *c = Value::String(id);
+                        }
+                    }
+                }
+            }
+            map.insert(name, Value::Object(spec));
+        }
+        top.insert(kind.key().into(), Value::Object(map));
+    }
+    let mut experiment_to_layer = Map::new();
+    if let Some(Value::Object(layers)) = top.remove("layers") {
+        for (layer, experiments) in layers {
+            for e in experiments.as_array().into_iter().flatten() {
+                if let Some(e) = e.as_str() {
+                    experiment_to_layer.insert(e.into(), layer.clone().into());
+                }
+            }
+        }
+    }
+    top.insert("condition_map".into(), Value::Object(condition_map));
+    top.insert(
+        "experiment_to_layer".into(),
+        Value::Object(experiment_to_layer),
+    );
+    Ok(top)
+}
+
+/// A stable id for an inline v1 condition: identical conditions share one entry.
+fn condition_id(c: &Value) -> String {
+    crate::hash::unit_hash(&[&c.to_string()]).to_string()
+}
+
+fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
+    let time = doc
+        .get("time")
+        .and_then(|t| t.as_i64().or_else(|| t.as_f64().map(|f| f as i64)))
+        .unwrap_or(0);
+    let mut warnings = Vec::new();
+
+    // Names first, so nested gates and delegates resolve to indexes.
+    let mut index: [AHashMap<Box<str>, u32>; 3] = Default::default();
+    let empty = Map::new();
+    let table = |kind: SpecKind| {
+        doc.get(kind.key())
+            .and_then(Value::as_object)
+            .unwrap_or(&empty)
+    };
+    for kind in SpecKind::ALL {
+        for (name, spec) in table(kind) {
+            match spec_problem(spec) {
+                None => {
+                    let next = index[kind as usize].len() as u32;
+                    index[kind as usize].insert(name.as_str().into(), next);
+                }
+                Some(problem) => warnings.push(format!("{}.{name}: {problem}", kind.key())),
+            }
+        }
+    }
+
+    let mut condition_index: AHashMap<&str, u32> = AHashMap::new();
+    let mut conditions = Vec::new();
+    let gates = &index[SpecKind::Gate as usize];
+    let gate_index = |name: &str| gates.get(name).copied();
+    if let Some(map) = doc.get("condition_map").and_then(Value::as_object) {
+        for (id, raw) in map {
+            condition_index.insert(id, conditions.len() as u32);
+            conditions.push(Condition::compile(raw, &gate_index));
+        }
+    }
+
+    let configs = &index[SpecKind::Config as usize];
+    let mut specs: [Vec<Spec>; 3] = Default::default();
+    for kind in SpecKind::ALL {
+        for (name, spec) in table(kind) {
+            if index[kind as usize].contains_key(name.as_str()) {
+                specs[kind as usize].push(compile_spec(name, spec, &condition_index, configs));
+            }
+        }
+    }
+
+    let str_field = |key: &str| doc.get(key).and_then(Value::as_str);
+    let mut default_environment = AHashMap::new();
+    if let Some(tier) = str_field("default_environment") {
+        default_environment.insert("tier".to_owned(), DynValue::from_str(tier));
+    }
+    Ok(Ruleset {
+        time,
+        specs,
+        conditions,
+        app_id: str_field("app_id").map(DynValue::from_str),
+        default_environment,
+        id_lists: AHashMap::new(),
+        index,
+        doc,
+        warnings,
+    })
+}
+
+/// Why a spec cannot be compiled, checked before indexing so a bad spec is skipped whole.
+fn spec_problem(spec: &Value) -> Option<&'static str> {
+    let Some(obj) = spec.as_object() else {
+        return Some("not an object");
+    };
+    if !obj.get("salt").is_some_and(Value::is_string) {
+        return Some("`salt` must be a string");
+    }
+    if !obj.get("rules").is_some_and(Value::is_array) {
+        return Some("`rules` must be a list");
+    }
+    for rule in obj["rules"].as_array().into_iter().flatten() {
+        if !rule.get("id").is_some_and(Value::is_string) {
+            return Some("every rule needs a string `id`");
+        }
+        if !rule.get("passPercentage").is_some_and(Value::is_number) {
+            return Some("every rule needs a numeric `passPercentage`");
+        }
+        if !rule.get("conditions").is_some_and(Value::is_array) {
+            return Some("every rule needs a `conditions` list");
+        }
+    }
+    None
+}
+
+fn compile_spec(
+    name: &str,
+    spec: &Value,
+    condition_index: &AHashMap<&str, u32>,
+    configs: &AHashMap<Box<str>, u32>,
+) -> Spec {
+    let s = |key: &str| spec.get(key).and_then(Value::as_str);
+    let b = |key: &str| spec.get(key).and_then(Value::as_bool);
+    let default_value = spec.get("defaultValue").cloned().unwrap_or(Value::Null);
+    let rules = spec["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rule| {
+            let rs = |key: &str| rule.get(key).and_then(Value::as_str);
+            let id: Box<str> = rs("id").unwrap_or("").into();
+            let return_value = rule.get("returnValue").cloned().unwrap_or(Value::Null);
+            Rule {
+                salt: rs("salt").map(Into::into).unwrap_or_else(|| id.clone()),
+                pass_percentage: rule["passPercentage"].as_f64().unwrap_or(0.0),
+                conditions: rule["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c.as_str().and_then(|c| condition_index.get(c).copied()))
+                    .collect(),
+                return_bool: return_value.as_bool() != Some(false),
+                return_value,
+                id_type: Name::new(rs("idType").unwrap_or("userID")),
+                group_name: rs("groupName").map(Into::into),
+                is_experiment_group: rule.get("isExperimentGroup").and_then(Value::as_bool),
+                config_delegate: rs("configDelegate").map(|d| (d.into(), configs.get(d).copied())),
+                id,
+            }
+        })
+        .collect();
+    Spec {
+        name: name.into(),
+        entity: s("entity").unwrap_or("").into(),
+        salt: s("salt").unwrap_or("").into(),
+        enabled: b("enabled").unwrap_or(true),
+        default_bool: default_value.as_bool() == Some(true),
+        default_value,
+        id_type: s("idType").unwrap_or("userID").into(),
+        rules,
+        is_active: b("isActive"),
+        has_shared_params: b("hasSharedParams"),
+        explicit_parameters: spec
+            .get("explicitParameters")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(Into::into).collect()),
+        version: spec.get("version").and_then(Value::as_i64),
+        target_app_ids: spec
+            .get("targetAppIDs")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(Into::into).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn v1() -> Value {
+        json!({
+            "time": 5, "has_updates": true, "app_id": "web",
+            "feature_gates": [
+                {"name": "g", "type": "feature_gate", "salt": "s", "enabled": true, "defaultValue": false,
+                 "idType": "userID", "entity": "feature_gate",
+                 "rules": [{"id": "r", "name": "r", "passPercentage": 100, "returnValue": true,
+                            "idType": "userID", "conditions": [{"type": "public", "idType": "userID"}]}]},
+                {"name": "off", "type": "feature_gate", "salt": "s", "enabled": false, "defaultValue": false,
+                 "idType": "userID", "entity": "feature_gate",
+                 "rules": [{"id": "r", "passPercentage": 100, "returnValue": true, "idType": "userID",
+                            "conditions": [{"type": "public", "idType": "userID"}]}]},
+                {"name": "broken", "salt": 7, "rules": []}
+            ],
+            "dynamic_configs": [], "layer_configs": [], "layers": {"l": ["e"]}
+        })
+    }
+
+    #[test]
+    fn v1_normalizes_to_v2_and_back() {
+        let rs = Ruleset::from_value(v1()).unwrap();
+        assert_eq!(rs.warnings().len(), 1, "{:?}", rs.warnings());
+        let v2 = rs.to_v2();
+        assert_eq!(v2["condition_map"].as_object().unwrap().len(), 1);
+        assert_eq!(v2["experiment_to_layer"]["e"], "l");
+        assert_eq!(v2["feature_gates"]["off"]["rules"], json!([]));
+        let back = rs.to_v1();
+        assert_eq!(back["feature_gates"][0]["name"], "g");
+        assert_eq!(
+            back["feature_gates"][0]["rules"][0]["conditions"][0]["type"],
+            "public"
+        );
+        assert_eq!(back["layers"]["l"], json!(["e"]));
+        // Round trip through both shapes gives the same document.
+        let again = Ruleset::from_value(back).unwrap().to_v2();
+        assert_eq!(again, v2);
+    }
+
+    #[test]
+    fn bad_payloads_are_errors_not_panics() {
+        assert!(Ruleset::from_slice(b"{").is_err());
+        assert!(Ruleset::from_slice(b"[]").is_err());
+        assert!(Ruleset::from_slice(b"{\"feature_gates\": {}}").is_err());
+        assert!(Ruleset::from_slice(b"{\"time\": \"x\"}").is_err());
+        assert!(Ruleset::from_slice(b"{\"time\": 1, \"condition_map\": []}").is_err());
+        let rs = Ruleset::from_slice(b"{\"time\": 1}").unwrap();
+        assert_eq!(rs.names(SpecKind::Gate).count(), 0);
+    }
+}

@@ -1,0 +1,190 @@
+"""Record how Statsig's official server SDKs evaluate a generated ruleset.
+
+Runs the current core SDK (`statsig-python-core`, fed the dcs-v2 ruleset from a local HTTP
+server, the way it fetches from Statsig's CDN) and the legacy `statsig` SDK (fed the dcs-v1
+ruleset the same way), evaluates every spec for every generated user, and writes:
+
+  evaluator/tests/data/conformance_v1.json   the ruleset, v1 shape
+  evaluator/tests/data/conformance_v2.json   the same ruleset, v2 shape
+  evaluator/tests/data/conformance_vectors.json   the answers
+
+Answers are the core SDK's (Gatehouse follows it); where the legacy SDK answers differently the
+legacy answer is recorded beside it so the divergence is visible. Usage:
+
+  python evaluator/tests/conformance/gen_vectors.py   (needs: pip install -r requirements.txt)
+"""
+
+import http.server
+import json
+import os
+import sys
+import threading
+import time
+from importlib.metadata import version
+
+sys.path.insert(0, os.path.dirname(__file__))
+import ruleset  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "data")
+SECRET = "secret-conformance"
+FULL_INIT_USERS = 60  # users whose whole client-initialize response is recorded
+
+
+class Specs(http.server.BaseHTTPRequestHandler):
+    v1 = v2 = None
+
+    def do_GET(self):
+        body = json.dumps(Specs.v2 if self.path.startswith("/v2/") else Specs.v1).encode()
+        self._reply(200, body)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        if "get_id_lists" in self.path:
+            self._reply(200, b"{}")
+        else:
+            self._reply(202, b'{"success":true}')
+
+    def _reply(self, status, body):
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def compact(answer):
+    """Leave out empty fields: the vector file stays small and an absent field reads as empty."""
+    return {k: v for k, v in answer.items() if v not in (None, [], "")}
+
+
+def exposures(entries):
+    return [f"{e['gate']}|{e['gateValue']}|{e['ruleID']}" for e in entries or []]
+
+
+def core_answers(statsig, user, specs):
+    import statsig_python_core as core
+
+    cu = core.StatsigUser(
+        user_id=user.get("userID"), email=user.get("email"), ip=user.get("ip"), country=user.get("country"),
+        locale=user.get("locale"), app_version=user.get("appVersion"), user_agent=user.get("userAgent"),
+        custom=user.get("custom"), custom_ids=user.get("customIDs"),
+        private_attributes=user.get("privateAttributes"), statsig_environment=user.get("statsigEnvironment"))
+    init = json.loads(statsig.get_client_initialize_response(cu, hash="none"))
+    out = {}
+    for s in specs["feature_gates"]:
+        raw = statsig._INTERNAL_get_feature_gate(cu, s["name"], None)
+        entry = init["feature_gates"].get(s["name"], {})
+        out[s["name"]] = {"value": raw["value"], "rule_id": raw["ruleID"],
+                          "secondary_exposures": exposures(entry.get("secondary_exposures"))}
+    for s in specs["dynamic_configs"]:
+        raw = statsig._INTERNAL_get_experiment(cu, s["name"], None)
+        entry = init["dynamic_configs"].get(s["name"], {})
+        out[s["name"]] = {"value": raw["value"], "rule_id": raw["ruleID"], "group_name": raw.get("groupName"),
+                          "secondary_exposures": exposures(entry.get("secondary_exposures"))}
+    for s in specs["layer_configs"]:
+        raw = statsig._INTERNAL_get_layer(cu, s["name"], None)
+        entry = init["layer_configs"].get(s["name"], {})
+        out[s["name"]] = {"value": raw["value"], "rule_id": raw["ruleID"], "group_name": raw.get("groupName"),
+                          "allocated_experiment": raw.get("allocatedExperimentName") or None,
+                          "secondary_exposures": exposures(entry.get("secondary_exposures")),
+                          "undelegated_secondary_exposures": exposures(entry.get("undelegated_secondary_exposures"))}
+    for volatile in ("sdkInfo", "generator"):
+        init.pop(volatile, None)
+    return out, init
+
+
+def legacy_answers(user, specs):
+    from statsig import StatsigUser
+    from statsig.utils import HashingAlgorithm
+    from statsig import statsig
+
+    try:
+        lu = StatsigUser(
+            user_id=user.get("userID"), email=user.get("email"), ip=user.get("ip"), country=user.get("country"),
+            locale=user.get("locale"), app_version=user.get("appVersion"), user_agent=user.get("userAgent"),
+            custom=user.get("custom"), custom_ids=user.get("customIDs"),
+            private_attributes=user.get("privateAttributes"), _statsig_environment=user.get("statsigEnvironment"))
+    except Exception as e:  # the legacy SDK refuses users without any id
+        return {"error": type(e).__name__}
+    init = statsig.get_client_initialize_response(lu, hash=HashingAlgorithm.NONE) or {}
+    out = {}
+    for s in specs["feature_gates"]:
+        gate = statsig.get_feature_gate(lu, s["name"], log_exposure=False)
+        entry = init.get("feature_gates", {}).get(s["name"], {})
+        out[s["name"]] = {"value": gate.value, "rule_id": gate.rule_id,
+                          "secondary_exposures": exposures(entry.get("secondary_exposures"))}
+    for s in specs["dynamic_configs"]:
+        cfg = statsig.get_experiment_with_exposure_logging_disabled(lu, s["name"])
+        entry = init.get("dynamic_configs", {}).get(s["name"], {})
+        out[s["name"]] = {"value": cfg.value, "rule_id": cfg.rule_id, "group_name": cfg.group_name,
+                          "secondary_exposures": exposures(entry.get("secondary_exposures"))}
+    for s in specs["layer_configs"]:
+        layer = statsig.get_layer_with_exposure_logging_disabled(lu, s["name"])
+        entry = init.get("layer_configs", {}).get(s["name"], {})
+        out[s["name"]] = {"value": layer._Layer__value, "rule_id": layer.rule_id, "group_name": layer.group_name,
+                          "allocated_experiment": entry.get("allocated_experiment_name") or None,
+                          "secondary_exposures": exposures(entry.get("secondary_exposures")),
+                          "undelegated_secondary_exposures": exposures(entry.get("undelegated_secondary_exposures"))}
+    return out
+
+
+def main():
+    import statsig_python_core as core
+    from statsig import StatsigOptions, statsig
+
+    v1 = ruleset.build()
+    v2 = ruleset.to_v2(v1)
+    Specs.v1, Specs.v2 = v1, v2
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Specs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    core_sdk = core.Statsig(SECRET, core.StatsigOptions(
+        specs_url=f"{base}/v2/download_config_specs", log_event_url=f"{base}/v1/log_event",
+        disable_all_logging=True, wait_for_country_lookup_init=True, wait_for_user_agent_init=True,
+        output_log_level="none"))
+    core_sdk.initialize().wait()
+    statsig.initialize(SECRET, StatsigOptions(api=f"{base}/v1", disable_diagnostics=True,
+                                                      rulesets_sync_interval=3600, idlists_sync_interval=3600))
+
+    started = time.time()
+    cases, divergent = [], 0
+    for i, user in enumerate(ruleset.users()):
+        expected, init = core_answers(core_sdk, user, v1)
+        legacy = legacy_answers(user, v1)
+        expected = {k: compact(v) for k, v in expected.items()}
+        legacy = {k: (v if k == "error" else compact(v)) for k, v in legacy.items()}
+        diff = {k: v for k, v in legacy.items() if k != "error" and v != expected.get(k)}
+        if "error" in legacy:
+            diff["error"] = legacy["error"]
+        divergent += len(diff)
+        case = {"user": user, "expected": expected}
+        if diff:
+            case["legacy_differs"] = diff
+        if i < FULL_INIT_USERS:
+            case["initialize"] = init
+        cases.append(case)
+
+    core_sdk.shutdown().wait()
+    statsig.shutdown()
+    server.shutdown()
+
+    os.makedirs(DATA, exist_ok=True)
+    for name, doc in (("conformance_v1.json", v1), ("conformance_v2.json", v2)):
+        with open(os.path.join(DATA, name), "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=True)
+    with open(os.path.join(DATA, "conformance_vectors.json"), "w") as f:
+        json.dump({
+            "generated_by": {"statsig-python-core": version("statsig-python-core"), "statsig": version("statsig")},
+            "now_note": "current_time conditions only use 2020 and 2100 targets, so answers do not age",
+            "cases": cases,
+        }, f, separators=(",", ":"), sort_keys=True)
+    print(f"{len(cases)} users, {sum(len(c['expected']) for c in cases)} answers, "
+          f"{divergent} where the legacy SDK differs, {time.time() - started:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""Deterministic generator of a Statsig ruleset (v1 shape) and of the users to evaluate it with.
+
+The ruleset exercises every condition type and operator Gatehouse supports, in the spec
+shapes Statsig's console generates: plain gates, segments, holdouts, nested gate chains,
+dynamic configs, experiments (prestart / layerAssignment / targeting / user_bucket groups)
+and layers whose rules delegate to experiments. `to_v2` turns it into the dcs-v2 shape
+(maps keyed by name, `condition_map`, `experiment_to_layer`) that Statsig's core SDK reads.
+"""
+
+import copy
+import hashlib
+import json
+import random
+
+TIME = 1767225600000  # 2026-01-01T00:00:00Z, the ruleset's lcut
+PAST_MS = 1577836800000  # 2020-01-01
+FUTURE_MS = 4102444800000  # 2100-01-01
+APP_ID = "app-web"
+
+PCTS = [0, 0.5, 10, 50, 100, 100, 100]
+
+
+class Gen:
+    def __init__(self, seed):
+        self.r = random.Random(seed)
+        self.n = 0
+
+    def uid(self, prefix):
+        self.n += 1
+        return f"{prefix}{self.n}_{self.r.randrange(16**6):06x}"
+
+
+def cond(ctype, operator=None, target=None, field=None, id_type="userID", additional=None):
+    return {
+        "type": ctype,
+        "targetValue": target,
+        "operator": operator,
+        "field": field,
+        "additionalValues": additional or {},
+        "isDeviceBased": False,
+        "idType": id_type,
+    }
+
+
+def leaf_conditions(g):
+    """Every (type, operator) pair with targets chosen so that typical users land on both sides."""
+    r = g.r
+    return [
+        cond("public"),
+        cond("user_field", "any", ["US", "ca", "Fr"], "country"),
+        cond("user_field", "none", ["US", "ca"], "country"),
+        cond("user_field", "any", ["gold", "Silver"], "plan"),
+        cond("user_field", "any_case_sensitive", ["gold", "Silver"], "plan"),
+        cond("user_field", "none_case_sensitive", ["gold", "Silver"], "plan"),
+        cond("user_field", "any", [1, 2, 3, "4"], "level"),
+        cond("user_field", "any", ["u1", "u2", "u3", "42"], "userID"),
+        cond("user_field", "gt", 5, "level"),
+        cond("user_field", "gte", "5", "LEVEL"),
+        cond("user_field", "lt", 3.5, "level"),
+        cond("user_field", "lte", 7, "score"),
+        cond("user_field", "version_gt", "1.2.0", "appVersion"),
+        cond("user_field", "version_gte", "2.0", "appVersion"),
+        cond("user_field", "version_lt", "1.10.3-beta", "appVersion"),
+        cond("user_field", "version_lte", "3", "app_version"),
+        cond("user_field", "version_eq", "2.0.0", "appVersion"),
+        cond("user_field", "version_neq", "2.0.0", "appVersion"),
+        cond("user_field", "str_starts_with_any", ["ADMIN", "test"], "email"),
+        cond("user_field", "str_ends_with_any", ["@example.com", "@Statsig.IO"], "email"),
+        cond("user_field", "str_contains_any", ["+", "qa"], "Email"),
+        cond("user_field", "str_contains_none", ["spam", "bot"], "email"),
+        cond("user_field", "str_matches", r"^[a-m].*@", "email"),
+        cond("user_field", "str_matches", r"\d{3}", "locale"),
+        cond("user_field", "str_matches", r"(unclosed", "email"),
+        cond("user_field", "eq", "fr_FR", "locale"),
+        cond("user_field", "neq", "en_US", "locale"),
+        cond("user_field", "eq", None, "plan"),
+        cond("user_field", "eq", 7, "level"),
+        cond("user_field", "eq", True, "beta"),
+        cond("user_field", "neq", False, "beta"),
+        cond("user_field", "before", FUTURE_MS, "signup"),
+        cond("user_field", "after", "2023-06-01T00:00:00Z", "signup"),
+        cond("user_field", "on", 1704067200000, "signup"),
+        cond("user_field", "array_contains_any", ["a", "b"], "tags"),
+        cond("user_field", "array_contains_none", ["spam"], "tags"),
+        cond("user_field", "array_contains_all", ["a", "c"], "tags"),
+        cond("user_field", "not_array_contains_all", ["a", "c"], "tags"),
+        cond("user_field", "array_contains_any", [1, 2], "nums"),
+        cond("user_field", "any", ["secret"], "vip"),
+        cond("user_field", "str_contains_any", [""], "nickname"),
+        cond("user_field", "any", [""], "nickname"),
+        cond("user_field", "gt", 10, "email"),
+        cond("environment_field", "any", ["production"], "tier"),
+        cond("environment_field", "none", ["development"], "tier"),
+        cond("environment_field", "any", ["staging", "development"], "tier"),
+        cond("current_time", "after", PAST_MS),
+        cond("current_time", "before", FUTURE_MS),
+        cond("current_time", "before", PAST_MS),
+        cond("user_bucket", "lt", r.choice([100, 250, 500, 900]), None, "userID",
+             {"salt": g.uid("bucket")}),
+        cond("user_bucket", "gte", 500, None, "userID", {"salt": g.uid("bucket")}),
+        cond("user_bucket", "any", [1, 5, 7, 11, 13, 17, 19, 23, 29, 31] + list(range(100, 400)),
+             None, "userID", {"salt": g.uid("bucket")}),
+        cond("user_bucket", "none", list(range(0, 500)), None, "stableID", {"salt": g.uid("bucket")}),
+        cond("unit_id", "any", ["c1", "C2", "c3", "u1"], None, "companyID"),
+        cond("unit_id", "none", ["c1", "c2"], None, "companyID"),
+        cond("unit_id", "any", ["s-1", "s-2", "s-3"], None, "stableID"),
+        cond("unit_id", "str_starts_with_any", ["u"], None, "userID"),
+        cond("ip_based", "any", ["US", "DE"], "country"),
+        cond("ip_based", "none", ["US"], "country"),
+        cond("ua_based", "any", ["Android", "iOS"], "os_name"),
+        cond("ua_based", "any", ["Chrome", "Firefox"], "browser_name"),
+        cond("ua_based", "version_gte", "10", "os_version"),
+        cond("target_app", "any", [APP_ID]),
+        cond("target_app", "none", [APP_ID]),
+    ]
+
+
+def rule(g, conditions, pct=None, return_value=True, id_type="userID", group_name=None, **extra):
+    rid = g.uid("rule")
+    out = {
+        "name": rid,
+        "groupName": group_name,
+        "passPercentage": g.r.choice(PCTS) if pct is None else pct,
+        "conditions": conditions,
+        "returnValue": return_value,
+        "id": rid,
+        "salt": g.r.choice([rid, g.uid("rsalt"), ""]),
+        "idType": id_type,
+    }
+    out.update(extra)
+    return out
+
+
+def spec(g, name, stype, entity, rules, default, id_type="userID", enabled=True, **extra):
+    out = {
+        "name": name,
+        "type": stype,
+        "salt": g.uid("salt"),
+        "enabled": enabled,
+        "defaultValue": default,
+        "rules": rules,
+        "isDeviceBased": id_type == "stableID",
+        "idType": id_type,
+        "entity": entity,
+        "version": g.r.randrange(1, 20),
+    }
+    out.update(extra)
+    return out
+
+
+def build(seed=7):
+    g = Gen(seed)
+    r = g.r
+    leaves = leaf_conditions(g)
+    gates, configs, layers_out, layers_map = [], [], [], {}
+
+    holdout = spec(g, "global_holdout", "feature_gate", "holdout",
+                   [rule(g, [cond("public")], pct=2)], False)
+    gates.append(holdout)
+    segment = spec(g, "segment:beta_users", "feature_gate", "segment",
+                   [rule(g, [cond("user_field", "any", ["gold", "platinum"], "plan")], pct=100),
+                    rule(g, [cond("unit_id", "any", ["c1", "c3"], None, "companyID")], pct=100)], False)
+    gates.append(segment)
+
+    plain = []
+    for i in range(40):
+        rules = []
+        for _ in range(r.randint(1, 3)):
+            rules.append(rule(g, [copy.deepcopy(r.choice(leaves)) for _ in range(r.randint(1, 3))]))
+        gid = r.choice(["userID"] * 5 + ["stableID", "companyID"])
+        for ru in rules:
+            ru["idType"] = gid
+        gate = spec(g, f"gate_{i}", "feature_gate", "feature_gate", rules, False, gid,
+                    enabled=(i % 13 != 5))
+        if i % 9 == 0:
+            gate["targetAppIDs"] = [APP_ID]
+        gates.append(gate)
+        plain.append(gate["name"])
+
+    # Nested gates: chains, segments, holdouts, unknown gates, both polarities.
+    nested = []
+    for i in range(16):
+        kids = []
+        for _ in range(r.randint(1, 3)):
+            target = r.choice(plain + nested + ["segment:beta_users", "global_holdout", "no_such_gate"])
+            kids.append(cond(r.choice(["pass_gate", "fail_gate"]), None, target))
+        if i % 4 == 0:
+            kids.append(copy.deepcopy(r.choice(leaves)))
+        rules = [rule(g, kids)]
+        if i % 3 == 0:
+            rules.insert(0, rule(g, [cond("pass_gate", None, "global_holdout")], pct=0))
+        gates.append(spec(g, f"nested_{i}", "feature_gate", "feature_gate", rules, False))
+        nested.append(f"nested_{i}")
+    gates.append(spec(g, "multi_gate", "feature_gate", "feature_gate",
+                      [rule(g, [cond("multi_pass_gate", None, ["gate_1", "gate_2"])], pct=100)], False))
+    gates.append(spec(g, "depends_on_multi", "feature_gate", "feature_gate",
+                      [rule(g, [cond("pass_gate", None, "multi_gate")], pct=100)], False))
+    gates.append(spec(g, "unknown_operator", "feature_gate", "feature_gate",
+                      [rule(g, [cond("user_field", "glob", ["*"], "email")], pct=100)], False))
+
+    for i in range(12):
+        rules = [rule(g, [copy.deepcopy(r.choice(leaves))], return_value={"color": r.choice(["red", "blue"]), "n": i})
+                 for _ in range(r.randint(1, 3))]
+        configs.append(spec(g, f"config_{i}", "dynamic_config", "dynamic_config", rules,
+                            {"color": "grey", "n": -1}, enabled=(i != 4)))
+
+    def experiment(name, layer_salt=None, active=True, explicit=None, segments=None, targeting=None):
+        exp_salt = g.uid("salt")
+        default = {"button": "default", "size": 1}
+        rules = [rule(g, [cond("pass_gate", None, "global_holdout")], pct=100, return_value=default)]
+        rules[0]["id"] = rules[0]["name"] = g.uid("holdout")
+        rules.append(rule(g, [cond("unit_id", "any", ["u7", "u8"], None, "userID")], pct=100,
+                          return_value={"button": "override", "size": 9}, group_name="Test",
+                          isExperimentGroup=False))
+        rules[-1]["id"] = f"{rules[-1]['id']}:id_override"
+        if not active:
+            rules.append(rule(g, [cond("public")], pct=100, return_value=default))
+            rules[-1]["id"] = rules[-1]["name"] = "prestart"
+        if layer_salt is not None:
+            rules.append(rule(g, [cond("user_bucket", "none", segments, None, "userID", {"salt": layer_salt})],
+                              pct=100, return_value=default))
+            rules[-1]["id"] = rules[-1]["name"] = "layerAssignment"
+        if targeting:
+            rules.append(rule(g, [cond("fail_gate", None, targeting)], pct=100, return_value=default))
+            rules[-1]["id"] = rules[-1]["name"] = "targetingGate"
+        groups = ["Control", "Test", "Test 2"][: r.randint(2, 3)]
+        bound = 0
+        for gi, gname in enumerate(groups):
+            bound = 1000 if gi == len(groups) - 1 else bound + 1000 // len(groups)
+            rules.append(rule(g, [cond("user_bucket", "lt", bound, None, "userID", {"salt": exp_salt})],
+                              pct=100, return_value={"button": gname.lower(), "size": gi + 2},
+                              group_name=gname, isExperimentGroup=True))
+        return spec(g, name, "dynamic_config", "experiment", rules, default, salt=exp_salt, isActive=active,
+                    hasSharedParams=layer_salt is not None,
+                    **({"explicitParameters": explicit} if explicit is not None else {}))
+
+    for i in range(6):
+        configs.append(experiment(f"exp_{i}", active=(i != 3), targeting=(plain[i] if i % 2 else None)))
+
+    for li in range(3):
+        lname = f"layer_{li}"
+        lsalt = g.uid("lsalt")
+        names = [f"layer_{li}_exp_{k}" for k in range(2)]
+        layers_map[lname] = names
+        layer_rules = [rule(g, [cond("pass_gate", None, "global_holdout")], pct=100,
+                            return_value={"button": "layer_default", "size": 0, "theme": "light"})]
+        allocation = [list(range(0, 400)), list(range(400, 700))]
+        for k, ename in enumerate(names):
+            configs.append(experiment(ename, layer_salt=lsalt, explicit=["button"] if k == 0 else ["button", "size"],
+                                      segments=allocation[k], targeting=(nested[li] if k == 1 else None)))
+            layer_rules.append(rule(g, [cond("user_bucket", "any", allocation[k], None, "userID", {"salt": lsalt})],
+                                    pct=100, return_value={"button": "layer_default", "size": 0, "theme": "light"},
+                                    configDelegate=ename))
+            layer_rules[-1]["id"] = layer_rules[-1]["name"] = "experimentAssignment"
+        layers_out.append(spec(g, lname, "dynamic_config", "layer", layer_rules,
+                               {"button": "layer_default", "size": 0, "theme": "light"}, salt=lsalt))
+
+    return {
+        "dynamic_configs": configs,
+        "feature_gates": gates,
+        "layer_configs": layers_out,
+        "layers": layers_map,
+        "has_updates": True,
+        "time": TIME,
+        "id_lists": {},
+        "app_id": APP_ID,
+        "default_environment": "production",
+        "diagnostics": {},
+        "sdk_configs": {"sampling_mode": "none"},
+        "response_format": "dcs-v1",
+    }
+
+
+def to_v2(v1):
+    """The dcs-v2 shape: maps keyed by name, conditions interned into `condition_map`, and
+    disabled specs stripped of their rules (as Statsig's own v2 generator writes them)."""
+    condition_map = {}
+
+    def convert(specs):
+        out = {}
+        for s in specs:
+            s = copy.deepcopy(s)
+            name = s.pop("name")
+            s.pop("isDeviceBased", None)
+            if not s["enabled"]:
+                s["rules"] = []
+            for ru in s["rules"]:
+                ids = []
+                for c in ru["conditions"]:
+                    c = dict(c)
+                    c.pop("isDeviceBased", None)
+                    cid = str(int(hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8], 16))
+                    condition_map[cid] = c
+                    ids.append(cid)
+                ru["conditions"] = ids
+            out[name] = s
+        return out
+
+    v2 = {k: v for k, v in v1.items() if k not in ("feature_gates", "dynamic_configs", "layer_configs", "layers")}
+    v2["feature_gates"] = convert(v1["feature_gates"])
+    v2["dynamic_configs"] = convert(v1["dynamic_configs"])
+    v2["layer_configs"] = convert(v1["layer_configs"])
+    v2["experiment_to_layer"] = {e: l for l, es in v1["layers"].items() for e in es}
+    v2["condition_map"] = condition_map
+    v2["response_format"] = "dcs-v2"
+    return v2
+
+
+UAS = [
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 10_3_1 like Mac OS X) AppleWebKit/603.1.30 (KHTML, like Gecko) Version/10.0 Mobile/14E304 Safari/602.1",
+    "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/116.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36",
+    "",
+]
+IPS = ["1.0.0.0", "8.8.8.8", "81.2.69.160", "2.16.0.1", "127.0.0.1", "not-an-ip"]
+
+
+def users(seed=11, n=1200):
+    r = random.Random(seed)
+    out = []
+    for i in range(n):
+        u = {}
+        if r.random() < 0.9:
+            u["userID"] = r.choice([f"u{i}", f"u{r.randint(0, 10)}", "42", "", "ünïcødé-🚀", f"user-{r.random()}"])
+        if r.random() < 0.7:
+            u["email"] = r.choice([f"admin{i}@example.com", f"test+qa{i}@statsig.io", f"zed{i}@spam.net",
+                                   "", "ALICE@EXAMPLE.COM", f"m{i}@bot.org"])
+        if r.random() < 0.6:
+            u["country"] = r.choice(["US", "us", "CA", "fr", "DE", ""])
+        if r.random() < 0.4:
+            u["ip"] = r.choice(IPS)
+        if r.random() < 0.5:
+            u["userAgent"] = r.choice(UAS)
+        if r.random() < 0.6:
+            u["appVersion"] = r.choice(["1.2.3", "2.0.0", "2.0", "1.10.3", "1.9.9-rc1", "3", "0.1", "abc", "10.0.1"])
+        if r.random() < 0.5:
+            u["locale"] = r.choice(["en_US", "fr_FR", "de_DE", "zh_123", ""])
+        custom = {}
+        for key, values in [
+            ("plan", ["gold", "Gold", "silver", "Silver", "platinum", "", None]),
+            ("level", [1, 2, 5, 7, "7", "5", 3.5, "abc", 10, -1]),
+            ("LEVEL", [6, "9"]),
+            ("score", [7, 7.5, "6", None]),
+            ("beta", [True, False, "true"]),
+            ("signup", [PAST_MS, 1704067200000, 1704100000000, "2024-01-01T10:00:00Z", "2022-05-05 10:00:00",
+                        "1704067200000", "garbage", 1704067200]),
+            ("tags", [["a", "b"], ["a", "c", "d"], ["spam"], [], "a", ["A", "c"]]),
+            ("nums", [[1, 3], [2.0], ["1"], [5]]),
+            ("nickname", ["", "bob", None]),
+            ("os_name", ["iOS", "android", "Windows"]),
+        ]:
+            if r.random() < 0.4:
+                custom[key] = r.choice(values)
+        if custom:
+            u["custom"] = custom
+        if r.random() < 0.2:
+            u["privateAttributes"] = {"vip": r.choice(["secret", "no"]), "plan": r.choice(["gold", "bronze"])}
+        if r.random() < 0.5:
+            cids = {}
+            if r.random() < 0.7:
+                cids[r.choice(["companyID", "companyid", "CompanyID"])] = r.choice(["c1", "c2", "C2", "c3", "c9", "u1"])
+            if r.random() < 0.7:
+                cids["stableID"] = r.choice(["s-1", "s-2", "s-3", f"s-{i}"])
+            u["customIDs"] = cids
+        if r.random() < 0.5:
+            u["statsigEnvironment"] = {"tier": r.choice(["production", "staging", "development", "Production"])}
+        out.append(u)
+    return out
