@@ -542,7 +542,11 @@ mod tests {
 
     #[test]
     fn time_operators() {
-        assert!(check("before", json!(1000), json!(2000)));
+        assert!(check(
+            "before",
+            json!(1_700_000_000_000_i64),
+            json!(1_800_000_000_000_i64)
+        ));
         assert!(check("after", json!("2024-01-01T00:00:00Z"), json!(0)));
         assert!(check(
             "on",

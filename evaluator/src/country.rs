@@ -88,12 +88,7 @@ pub(crate) fn value_from_ip(user: &User, field: Option<&Name>) -> Option<DynValu
     if field.map(|f| &*f.value) != Some("country") {
         return None;
     }
-    let ip = user
-        .ip
-        .as_ref()
-        .filter(|v| v.string.as_deref().is_some_and(|s| !s.is_empty()))
-        .or_else(|| user.custom.get("ip"))
-        .or_else(|| user.private_attributes.get("ip"))?;
+    let ip = user.field(Some(&Name::new("ip")))?;
     lookup(ip.string.as_deref()?).map(DynValue::from_str)
 }
 

@@ -354,16 +354,16 @@ impl<'r> Walk<'r, '_> {
                 self.st.unsupported = true;
                 return Ok(());
             }
-            Kind::UserField => user_value(user, cond).map(Val::Dyn),
+            Kind::UserField => user.field(cond.field.as_ref()).map(Val::Dyn),
             Kind::EnvironmentField => self.environment_value(cond).map(Val::Dyn),
-            Kind::IpBased => match user_value(user, cond) {
+            Kind::IpBased => match user.field(cond.field.as_ref()) {
                 Some(v) => Some(Val::Dyn(v)),
                 None => {
                     country_buf = country::value_from_ip(user, cond.field.as_ref());
                     country_buf.as_ref().map(Val::Dyn)
                 }
             },
-            Kind::UaBased => match user_value(user, cond) {
+            Kind::UaBased => match user.field(cond.field.as_ref()) {
                 Some(v) => Some(Val::Dyn(v)),
                 None => {
                     ua_buf = ua::value_from_user_agent(user, cond.field.as_ref());
@@ -439,34 +439,4 @@ impl<'r> Walk<'r, '_> {
             .or_else(|| defaults.get(&*field.value))
             .or_else(|| defaults.get(&*field.lower))
     }
-}
-
-/// Statsig's user-field lookup: known top-level fields (non-empty strings only), then
-/// `custom` (exact, then lowercased name), then `privateAttributes`, then the snake_case aliases.
-fn user_value<'u>(user: &'u User, cond: &Condition) -> Option<&'u DynValue> {
-    let field = cond.field.as_ref()?;
-    let top = match &*field.lower {
-        "userid" => user.user_id.as_ref(),
-        "email" => user.email.as_ref(),
-        "ip" => user.ip.as_ref(),
-        "country" => user.country.as_ref(),
-        "locale" => user.locale.as_ref(),
-        "appversion" => user.app_version.as_ref(),
-        "useragent" => user.user_agent.as_ref(),
-        _ => None,
-    };
-    if let Some(v) = top.filter(|v| v.string.as_deref().is_some_and(|s| !s.is_empty())) {
-        return Some(v);
-    }
-    let lookup = |map: &'u ahash::AHashMap<String, DynValue>| {
-        map.get(&*field.value).or_else(|| map.get(&*field.lower))
-    };
-    lookup(&user.custom)
-        .or_else(|| lookup(&user.private_attributes))
-        .or_else(|| match &*field.lower {
-            "user_id" => user.user_id.as_ref(),
-            "app_version" => user.app_version.as_ref(),
-            "user_agent" => user.user_agent.as_ref(),
-            _ => None,
-        })
 }

@@ -12,7 +12,7 @@ mod country;
 mod eval;
 pub mod hash;
 mod ruleset;
-mod ua;
+pub mod ua;
 mod user;
 mod value;
 

@@ -5,6 +5,7 @@ use std::fmt;
 use ahash::AHashMap;
 use serde_json::{Map, Value};
 
+use crate::condition::Name;
 use crate::value::DynValue;
 
 /// A Statsig user (`userID`, `customIDs`, `email`, `ip`, `userAgent`, `country`, `locale`,
@@ -94,12 +95,45 @@ impl User {
             .or_else(|| self.custom_ids.get(id_type_lower))
     }
 
+    /// Statsig's user-field lookup (`user_field` conditions, and the first step of `ip_based`
+    /// and `ua_based`): known top-level fields when a non-empty string, then `custom` (exact,
+    /// then lowercased name), then `privateAttributes`, then the snake_case aliases.
+    pub(crate) fn field(&self, field: Option<&Name>) -> Option<&DynValue> {
+        let field = field?;
+        let top = match &*field.lower {
+            "userid" => self.user_id.as_ref(),
+            "email" => self.email.as_ref(),
+            "ip" => self.ip.as_ref(),
+            "country" => self.country.as_ref(),
+            "locale" => self.locale.as_ref(),
+            "appversion" => self.app_version.as_ref(),
+            "useragent" => self.user_agent.as_ref(),
+            _ => None,
+        };
+        if let Some(v) = top.filter(|v| v.string.as_deref().is_some_and(|s| !s.is_empty())) {
+            return Some(v);
+        }
+        get_either(&self.custom, field)
+            .or_else(|| get_either(&self.private_attributes, field))
+            .or_else(|| match &*field.lower {
+                "user_id" => self.user_id.as_ref(),
+                "app_version" => self.app_version.as_ref(),
+                "user_agent" => self.user_agent.as_ref(),
+                _ => None,
+            })
+    }
+
     /// The unit id as a string for hashing; a missing unit hashes as `""`.
     pub fn unit_id_str(&self, id_type: &str, id_type_lower: &str) -> &str {
         self.unit_id(id_type, id_type_lower)
             .and_then(|v| v.string.as_deref())
             .unwrap_or("")
     }
+}
+
+/// `map[name]`, else `map[lowercase(name)]`.
+fn get_either<'m>(map: &'m AHashMap<String, DynValue>, name: &Name) -> Option<&'m DynValue> {
+    map.get(&*name.value).or_else(|| map.get(&*name.lower))
 }
 
 fn err(field: &str, problem: &'static str) -> UserError {
@@ -165,7 +199,7 @@ mod tests {
             "statsigEnvironment": {"tier": "staging"}, "unknown": [1]
         }))
         .unwrap();
-        assert_eq!(u.user_id.unwrap().string.as_deref(), Some("42"));
+        assert_eq!(u.user_id.as_ref().unwrap().string.as_deref(), Some("42"));
         assert_eq!(u.custom["level"].float, Some(3.0));
         assert_eq!(u.unit_id_str("companyID", "companyid"), "c1");
         assert_eq!(u.environment["tier"].string.as_deref(), Some("staging"));
