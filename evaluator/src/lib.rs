@@ -11,6 +11,7 @@ mod condition;
 mod country;
 mod eval;
 pub mod hash;
+mod initialize;
 mod ruleset;
 pub mod ua;
 mod user;
@@ -18,6 +19,7 @@ mod value;
 
 pub use country::lookup as country_of_ip;
 pub use eval::{EvalContext, Evaluation, Outcome, SecondaryExposure};
+pub use initialize::{HashAlgorithm, InitializeRequest};
 pub use ruleset::{Ruleset, RulesetError, SpecKind};
 pub use user::{User, UserError};
 pub use value::DynValue;

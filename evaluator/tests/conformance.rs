@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use evaluator::{EvalContext, Evaluation, Ruleset, SpecKind, User};
+use evaluator::{
+    EvalContext, Evaluation, HashAlgorithm, InitializeRequest, Ruleset, SpecKind, User,
+};
 use serde_json::{json, Value};
 
 fn load(name: &str) -> Value {
@@ -123,4 +125,78 @@ fn reserialized_shapes_evaluate_the_same() {
     let rs = Ruleset::from_value(load("conformance_v1.json")).unwrap();
     check_all(&Ruleset::from_value(rs.to_v2()).unwrap(), "v1->v2");
     check_all(&Ruleset::from_value(rs.to_v1()).unwrap(), "v1->v1");
+}
+
+/// Renames spec names the way a hashed response does (keys, `name`, exposure gates,
+/// `allocated_experiment_name`).
+fn hash_names(response: &Value, hash: HashAlgorithm) -> Value {
+    let mut out = response.clone();
+    for table in ["feature_gates", "dynamic_configs", "layer_configs"] {
+        let mut renamed = serde_json::Map::new();
+        for (name, entry) in response[table].as_object().unwrap() {
+            let mut entry = entry.clone();
+            entry["name"] = hash.hash(name).into();
+            if let Some(Value::String(e)) = entry.get("allocated_experiment_name") {
+                entry["allocated_experiment_name"] = hash.hash(e).into();
+            }
+            for list in ["secondary_exposures", "undelegated_secondary_exposures"] {
+                for e in entry
+                    .get_mut(list)
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    e["gate"] = hash.hash(e["gate"].as_str().unwrap()).into();
+                }
+            }
+            renamed.insert(hash.hash(name), entry);
+        }
+        out[table] = Value::Object(renamed);
+    }
+    out["hash_used"] = hash.as_str().into();
+    out
+}
+
+#[test]
+fn initialize_matches_the_core_sdk() {
+    let rs = Ruleset::from_value(load("conformance_v2.json")).unwrap();
+    let vectors = load("conformance_vectors.json");
+    let now = now_ms();
+    let mut compared = 0;
+    for case in vectors["cases"].as_array().unwrap() {
+        let Some(recorded) = case.get("initialize") else {
+            continue;
+        };
+        let user = User::from_json(&case["user"]).unwrap();
+        for hash in [
+            HashAlgorithm::None,
+            HashAlgorithm::Djb2,
+            HashAlgorithm::Sha256,
+        ] {
+            let ours = rs.client_initialize(&InitializeRequest {
+                ctx: EvalContext {
+                    user: &user,
+                    now_ms: now,
+                    app_id: None,
+                },
+                user_json: &case["user"],
+                hash,
+                target_app: None,
+            });
+            let expected = hash_names(recorded, hash);
+            for key in [
+                "feature_gates",
+                "dynamic_configs",
+                "layer_configs",
+                "evaluated_keys",
+                "time",
+                "has_updates",
+                "hash_used",
+            ] {
+                assert_eq!(ours[key], expected[key], "{key} for user {}", case["user"]);
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 150, "only {compared} responses compared");
 }
