@@ -193,7 +193,7 @@ pub(crate) struct Target {
     pub string: Option<Box<str>>,
     pub timestamp: Option<i64>,
     /// Array targets keyed by lowercase string, keeping the last (index, original) per key.
-    pub keyed: Option<AHashMap<Box<str>, (usize, Box<str>)>>,
+    pub keyed: Option<KeyedArray>,
     /// Array targets' elements as Statsig strings (null elements have none), for `array_*`.
     pub elements: Option<Vec<Option<Box<str>>>>,
     /// Object targets (v2 `user_bucket` sets): key -> value as a string.
@@ -201,6 +201,9 @@ pub(crate) struct Target {
     pub regex: Option<Regex>,
     pub kind: TargetKind,
 }
+
+/// An array target: lowercase text -> (index, original text), the last duplicate winning.
+pub(crate) type KeyedArray = AHashMap<Box<str>, (usize, Box<str>)>;
 
 /// The JSON type of a target, which decides how `eq` compares.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -363,22 +366,29 @@ pub(crate) fn compare(
 /// Statsig's version order: cut at the first `-`, split on `.`, compare parts as integers, a
 /// missing part counting as 0. None when a part is not an integer (the condition then fails).
 fn compare_versions(left: &str, right: &str) -> Option<std::cmp::Ordering> {
-    let parts = |v: &str| -> Option<Vec<i128>> {
+    // Two passes over the parts instead of collecting them: this runs on the request path.
+    fn parts(v: &str) -> impl Iterator<Item = Option<i128>> + '_ {
         v.split('-')
             .next()
             .unwrap_or("")
             .split('.')
             .map(|p| p.trim().parse::<i128>().ok())
-            .collect()
-    };
-    let (l, r) = (parts(left)?, parts(right)?);
-    for i in 0..l.len().max(r.len()) {
-        let ord = l.get(i).unwrap_or(&0).cmp(r.get(i).unwrap_or(&0));
-        if ord.is_ne() {
-            return Some(ord);
+    }
+    if parts(left).chain(parts(right)).any(|p| p.is_none()) {
+        return None;
+    }
+    let (mut l, mut r) = (parts(left).flatten(), parts(right).flatten());
+    loop {
+        match (l.next(), r.next()) {
+            (None, None) => return Some(std::cmp::Ordering::Equal),
+            (a, b) => {
+                let ord = a.unwrap_or(0).cmp(&b.unwrap_or(0));
+                if ord.is_ne() {
+                    return Some(ord);
+                }
+            }
         }
     }
-    Some(std::cmp::Ordering::Equal)
 }
 
 fn strings_in_array(value: Val<'_>, target: &Target, op: Op, ignore_case: bool) -> bool {

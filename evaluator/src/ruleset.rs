@@ -376,13 +376,13 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
     let str_field = |key: &str| doc.get(key).and_then(Value::as_str);
     let mut default_environment = AHashMap::new();
     if let Some(tier) = str_field("default_environment") {
-        default_environment.insert("tier".to_owned(), DynValue::from_str(tier));
+        default_environment.insert("tier".to_owned(), DynValue::from_text(tier));
     }
     Ok(Ruleset {
         time,
         specs,
         conditions,
-        app_id: str_field("app_id").map(DynValue::from_str),
+        app_id: str_field("app_id").map(DynValue::from_text),
         default_environment,
         id_lists: AHashMap::new(),
         index,

@@ -61,7 +61,7 @@ pub(crate) fn value_from_user_agent(user: &User, field: Option<&Name>) -> Option
         }
         _ => return None,
     };
-    Some(DynValue::from_str(&text))
+    Some(DynValue::from_text(&text))
 }
 
 #[cfg(test)]

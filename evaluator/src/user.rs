@@ -115,7 +115,7 @@ impl User {
         }
         get_either(&self.custom, field)
             .or_else(|| get_either(&self.private_attributes, field))
-            .or_else(|| match &*field.lower {
+            .or(match &*field.lower {
                 "user_id" => self.user_id.as_ref(),
                 "app_version" => self.app_version.as_ref(),
                 "user_agent" => self.user_agent.as_ref(),

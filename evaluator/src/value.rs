@@ -73,7 +73,7 @@ impl DynValue {
     }
 
     /// A string attribute (user ids, email, ...).
-    pub fn from_str(s: &str) -> Self {
+    pub fn from_text(s: &str) -> Self {
         DynValue::new(Value::String(s.to_owned()))
     }
 }

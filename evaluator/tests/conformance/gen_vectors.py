@@ -11,13 +11,20 @@ ruleset the same way), evaluates every spec for every generated user, and writes
 Answers are the core SDK's (Gatehouse follows it); where the legacy SDK answers differently the
 legacy answer is recorded beside it so the divergence is visible. Usage:
 
-  python evaluator/tests/conformance/gen_vectors.py   (needs: pip install -r requirements.txt)
+  python evaluator/tests/conformance/gen_vectors.py [--out DIR] [--check]
+  (needs: pip install -r requirements.txt)
+
+--check regenerates into a temporary folder and fails unless the committed files are
+reproduced exactly: CI runs it so the vectors can never drift from what the SDKs answer.
 """
 
+import argparse
+import filecmp
 import http.server
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from importlib.metadata import version
@@ -132,6 +139,23 @@ def legacy_answers(user, specs):
 
 
 def main():
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--out", default=DATA, help="folder for the three JSON files")
+    args.add_argument("--check", action="store_true", help="regenerate and compare with --out")
+    opts = args.parse_args()
+    if opts.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            generate(tmp)
+            names = ["conformance_v1.json", "conformance_v2.json", "conformance_vectors.json"]
+            _, mismatch, errors = filecmp.cmpfiles(opts.out, tmp, names, shallow=False)
+            if mismatch or errors:
+                sys.exit(f"conformance vectors differ from a fresh recording: {mismatch + errors}")
+            print("conformance vectors reproduced exactly")
+    else:
+        generate(opts.out)
+
+
+def generate(out_dir):
     import statsig_python_core as core
     from statsig import StatsigOptions, statsig
 
@@ -172,11 +196,11 @@ def main():
     statsig.shutdown()
     server.shutdown()
 
-    os.makedirs(DATA, exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
     for name, doc in (("conformance_v1.json", v1), ("conformance_v2.json", v2)):
-        with open(os.path.join(DATA, name), "w") as f:
+        with open(os.path.join(out_dir, name), "w") as f:
             json.dump(doc, f, indent=1, sort_keys=True)
-    with open(os.path.join(DATA, "conformance_vectors.json"), "w") as f:
+    with open(os.path.join(out_dir, "conformance_vectors.json"), "w") as f:
         json.dump({
             "generated_by": {"statsig-python-core": version("statsig-python-core"), "statsig": version("statsig")},
             "now_note": "current_time conditions only use 2020 and 2100 targets, so answers do not age",

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite, runnable on a machine that has never seen the project:
+# installs what the tests need (Python SDK references), checks formatting and lints,
+# then runs every cargo test and prints one summary line.
+#
+#   scripts/test.sh            (what .ci/run calls)
+#
+# Needs: cargo (with rustfmt and clippy), python3. Caches under .cache/ (override with
+# GATEHOUSE_CACHE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+cache=${GATEHOUSE_CACHE:-$root/.cache}
+mkdir -p "$cache"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "toolchain"
+for tool in cargo python3; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+cargo --version
+cargo fmt --version >/dev/null || { echo "missing: rustfmt (rustup component add rustfmt)" >&2; exit 1; }
+cargo clippy --version >/dev/null || { echo "missing: clippy (rustup component add clippy)" >&2; exit 1; }
+
+step "python: the official Statsig SDKs (conformance reference)"
+venv=$cache/venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r evaluator/tests/conformance/requirements.txt
+
+step "conformance vectors reproduce from the SDKs"
+"$venv/bin/python" evaluator/tests/conformance/gen_vectors.py --check 2> "$cache/gen_vectors.stderr" \
+  || { tail -20 "$cache/gen_vectors.stderr" >&2; exit 1; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo test"
+log=$cache/cargo-test.log
+set +e
+cargo test --workspace 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+echo
+echo "${passed} passed, ${failed} failed"
+exit "$status"
