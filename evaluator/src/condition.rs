@@ -192,6 +192,8 @@ pub(crate) struct Target {
     pub float: Option<f64>,
     pub string: Option<Box<str>>,
     pub timestamp: Option<i64>,
+    /// String targets as version parts (None when a part is not an integer).
+    pub version: Option<Vec<i128>>,
     /// Array targets keyed by lowercase string, keeping the last (index, original) per key.
     pub keyed: Option<KeyedArray>,
     /// Array targets' elements as Statsig strings (null elements have none), for `array_*`.
@@ -241,6 +243,7 @@ impl Target {
             Value::String(s) => {
                 t.kind = TargetKind::String;
                 t.timestamp = parse_target_timestamp(s);
+                t.version = version_parts(s).collect();
                 t.float = s.parse().ok();
                 t.string = Some(s.as_str().into());
                 if want_regex && s.len() <= MAX_REGEX_LEN {
@@ -302,7 +305,7 @@ pub(crate) fn compare(
         | Op::VersionLte
         | Op::VersionEq
         | Op::VersionNeq => value.with_str(false, |left| {
-            let (Some(left), Some(right)) = (left, target.string.as_deref()) else {
+            let (Some(left), Some(right)) = (left, target.version.as_deref()) else {
                 return false;
             };
             let Some(ord) = compare_versions(left, right) else {
@@ -363,21 +366,23 @@ pub(crate) fn compare(
     }
 }
 
-/// Statsig's version order: cut at the first `-`, split on `.`, compare parts as integers, a
-/// missing part counting as 0. None when a part is not an integer (the condition then fails).
-fn compare_versions(left: &str, right: &str) -> Option<std::cmp::Ordering> {
+/// A version's parts: cut at the first `-`, split on `.`, each part an integer or None.
+fn version_parts(v: &str) -> impl Iterator<Item = Option<i128>> + '_ {
+    v.split('-')
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .map(|p| p.trim().parse::<i128>().ok())
+}
+
+/// Statsig's version order: parts compared as integers, a missing part counting as 0. None
+/// when a part of the user's version is not an integer (the condition then fails).
+fn compare_versions(left: &str, right: &[i128]) -> Option<std::cmp::Ordering> {
     // Two passes over the parts instead of collecting them: this runs on the request path.
-    fn parts(v: &str) -> impl Iterator<Item = Option<i128>> + '_ {
-        v.split('-')
-            .next()
-            .unwrap_or("")
-            .split('.')
-            .map(|p| p.trim().parse::<i128>().ok())
-    }
-    if parts(left).chain(parts(right)).any(|p| p.is_none()) {
+    if version_parts(left).any(|p| p.is_none()) {
         return None;
     }
-    let (mut l, mut r) = (parts(left).flatten(), parts(right).flatten());
+    let (mut l, mut r) = (version_parts(left).flatten(), right.iter().copied());
     loop {
         match (l.next(), r.next()) {
             (None, None) => return Some(std::cmp::Ordering::Equal),

@@ -440,3 +440,55 @@ impl<'r> Walk<'r, '_> {
             .or_else(|| defaults.get(&*field.lower))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ruleset() -> Ruleset {
+        let gate = |cond: &str| {
+            json!({"salt": "s", "enabled": true, "defaultValue": false, "idType": "userID",
+                   "rules": [{"id": "r", "passPercentage": 100, "returnValue": true,
+                              "idType": "userID", "conditions": [cond]}]})
+        };
+        let mut rs = Ruleset::from_value(json!({
+            "time": 1, "app_id": "web",
+            "condition_map": {
+                "list": {"type": "unit_id", "operator": "in_segment_list",
+                         "targetValue": "beta_list", "idType": "userID"},
+                "app": {"type": "target_app", "operator": "any", "targetValue": ["ios"],
+                        "idType": "userID"}
+            },
+            "feature_gates": {"in_list": gate("list"), "ios_only": gate("app")}
+        }))
+        .unwrap();
+        rs.set_id_lists([("beta_list", vec!["u1".to_owned(), "u2".to_owned()])]);
+        rs
+    }
+
+    fn check(rs: &Ruleset, gate: &str, user_id: &str, app: Option<&DynValue>) -> bool {
+        let user = User::from_json(&json!({ "userID": user_id })).unwrap();
+        let ctx = EvalContext {
+            user: &user,
+            now_ms: 0,
+            app_id: app,
+        };
+        rs.check_gate(gate, &ctx).bool_value
+    }
+
+    #[test]
+    fn id_lists_match_hashed_unit_ids() {
+        let rs = ruleset();
+        assert!(check(&rs, "in_list", "u1", None));
+        assert!(!check(&rs, "in_list", "u3", None));
+    }
+
+    #[test]
+    fn the_callers_target_app_overrides_the_payloads() {
+        let rs = ruleset();
+        assert!(!check(&rs, "ios_only", "u1", None), "payload app_id is web");
+        let ios = DynValue::from_text("ios");
+        assert!(check(&rs, "ios_only", "u1", Some(&ios)));
+    }
+}
