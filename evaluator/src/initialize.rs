@@ -150,17 +150,6 @@ fn exposures(list: &[SecondaryExposure<'_>], hash: HashAlgorithm) -> Value {
         .collect()
 }
 
-fn value_of(eval: &Evaluation<'_>) -> Value {
-    match eval.json_value {
-        Some(v @ Value::Object(_)) => v.clone(),
-        _ => json!({}),
-    }
-}
-
-fn is_device_based(eval: &Evaluation<'_>) -> bool {
-    matches!(eval.id_type, "stableID" | "stableid")
-}
-
 fn gate_entry(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Value {
     json!({
         "name": name,
@@ -171,66 +160,90 @@ fn gate_entry(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Value {
     })
 }
 
-fn config_entry(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Value {
-    json!({
-        "name": name,
-        "value": value_of(eval),
-        "rule_id": eval.rule_id,
-        "group": eval.rule_id,
-        "passed": eval.bool_value,
-        "is_device_based": is_device_based(eval),
-        "id_type": eval.id_type,
-        "secondary_exposures": exposures(&eval.secondary_exposures, hash),
-    })
-}
-
-fn experiment_entry(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Value {
-    let mut entry = json!({
-        "name": name,
-        "value": value_of(eval),
-        "rule_id": eval.rule_id,
-        "group": eval.rule_id,
-        "is_device_based": is_device_based(eval),
-        "id_type": eval.id_type,
-        "is_experiment_active": eval.is_experiment_active,
-        "is_user_in_experiment": eval.is_experiment_group,
-        "secondary_exposures": exposures(&eval.secondary_exposures, hash),
-    });
+/// The fields every config, experiment and layer entry carries.
+fn config_fields(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Map<String, Value> {
+    let json_value = match eval.json_value {
+        Some(v @ Value::Object(_)) => v.clone(),
+        _ => json!({}),
+    };
+    let mut entry = Map::new();
+    entry.insert("name".into(), name.into());
+    entry.insert("value".into(), json_value);
+    entry.insert("rule_id".into(), eval.rule_id.into());
+    entry.insert("group".into(), eval.rule_id.into());
+    entry.insert(
+        "is_device_based".into(),
+        matches!(eval.id_type, "stableID" | "stableid").into(),
+    );
+    entry.insert("id_type".into(), eval.id_type.into());
+    entry.insert(
+        "secondary_exposures".into(),
+        exposures(&eval.secondary_exposures, hash),
+    );
     if let Some(group_name) = eval.group_name {
-        entry["group_name"] = group_name.into();
-    }
-    if eval.is_in_layer {
-        entry["is_in_layer"] = true.into();
-    }
-    if let Some(params) = eval.explicit_parameters {
-        entry["explicit_parameters"] = params.iter().map(|p| Value::from(&**p)).collect();
+        entry.insert("group_name".into(), group_name.into());
     }
     entry
 }
 
+fn explicit_parameters(params: &[Box<str>]) -> Value {
+    params.iter().map(|p| Value::from(&**p)).collect()
+}
+
+fn config_entry(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Value {
+    let mut entry = config_fields(name, eval, hash);
+    // The dynamic-config shape has no group name (Statsig's core SDK leaves it out).
+    entry.remove("group_name");
+    entry.insert("passed".into(), eval.bool_value.into());
+    Value::Object(entry)
+}
+
+fn experiment_entry(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Value {
+    let mut entry = config_fields(name, eval, hash);
+    entry.insert(
+        "is_experiment_active".into(),
+        eval.is_experiment_active.into(),
+    );
+    entry.insert(
+        "is_user_in_experiment".into(),
+        eval.is_experiment_group.into(),
+    );
+    if eval.is_in_layer {
+        entry.insert("is_in_layer".into(), true.into());
+    }
+    if let Some(params) = eval.explicit_parameters {
+        entry.insert("explicit_parameters".into(), explicit_parameters(params));
+    }
+    Value::Object(entry)
+}
+
 fn layer_entry(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Value {
+    let mut entry = config_fields(name, eval, hash);
     let undelegated = eval
         .undelegated_secondary_exposures
         .as_deref()
         .unwrap_or(&[]);
-    let mut entry = json!({
-        "name": name,
-        "value": value_of(eval),
-        "rule_id": eval.rule_id,
-        "group": eval.rule_id,
-        "is_device_based": is_device_based(eval),
-        "id_type": eval.id_type,
-        "explicit_parameters": eval.explicit_parameters.unwrap_or(&[]).iter().map(|p| Value::from(&**p)).collect::<Vec<_>>(),
-        "secondary_exposures": exposures(&eval.secondary_exposures, hash),
-        "undelegated_secondary_exposures": exposures(undelegated, hash),
-    });
-    if let Some(group_name) = eval.group_name {
-        entry["group_name"] = group_name.into();
-    }
+    entry.insert(
+        "explicit_parameters".into(),
+        explicit_parameters(eval.explicit_parameters.unwrap_or(&[])),
+    );
+    entry.insert(
+        "undelegated_secondary_exposures".into(),
+        exposures(undelegated, hash),
+    );
     if let Some(delegate) = eval.config_delegate.filter(|d| !d.is_empty()) {
-        entry["allocated_experiment_name"] = hash.hash(delegate).into();
-        entry["is_experiment_active"] = eval.is_experiment_active.into();
-        entry["is_user_in_experiment"] = eval.is_experiment_group.into();
+        entry.insert(
+            "allocated_experiment_name".into(),
+            hash.hash(delegate).into(),
+        );
+        entry.insert(
+            "is_experiment_active".into(),
+            eval.is_experiment_active.into(),
+        );
+        entry.insert(
+            "is_user_in_experiment".into(),
+            eval.is_experiment_group.into(),
+        );
     }
-    entry
+    Value::Object(entry)
 }
