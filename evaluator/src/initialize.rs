@@ -2,7 +2,9 @@
 //! evaluated for one user, names hashed as the client asks, in the shape Statsig's core SDK
 //! generates (`get_client_initialize_response`).
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
 
 use crate::eval::{EvalContext, Evaluation, SecondaryExposure};
 use crate::hash::{djb2, sha256_base64};
@@ -63,48 +65,190 @@ pub struct InitializeRequest<'a> {
 }
 
 impl Ruleset {
-    /// Builds the initialize response body for one user.
-    pub fn client_initialize(&self, req: &InitializeRequest<'_>) -> Value {
-        let hash = req.hash;
-        let wanted = |spec: &Spec| match req.target_app {
+    /// Builds the initialize response body for one user, as JSON bytes ready to send.
+    ///
+    /// Written straight into one buffer (no intermediate JSON tree), with the spec names'
+    /// hashes computed once when the ruleset loaded.
+    pub fn client_initialize(&self, req: &InitializeRequest<'_>) -> Vec<u8> {
+        let mut out = Writer(Vec::with_capacity(16 * 1024));
+        out.raw("{");
+        for (i, kind) in [SpecKind::Gate, SpecKind::Config, SpecKind::Layer]
+            .into_iter()
+            .enumerate()
+        {
+            if i > 0 {
+                out.raw(",");
+            }
+            out.key(kind.key());
+            out.raw("{");
+            let mut first = true;
+            for (idx, spec) in self.specs[kind as usize].iter().enumerate() {
+                if !self.client_visible(spec, req.target_app) {
+                    continue;
+                }
+                if !first {
+                    out.raw(",");
+                }
+                first = false;
+                let eval = self.evaluate_index(kind, idx as u32, &req.ctx);
+                let name = spec.hashed_name(req.hash);
+                out.key(name);
+                self.write_entry(&mut out, kind, spec, name, &eval, req.hash);
+            }
+            out.raw("}");
+        }
+        out.raw(",\"time\":");
+        out.raw(&self.time.to_string());
+        out.raw(",\"has_updates\":true,\"hash_used\":");
+        out.string(req.hash.as_str());
+        out.raw(",\"user\":");
+        out.json(&self.loggable_user(req.user_json));
+        out.raw(",\"evaluated_keys\":");
+        out.json(&evaluated_keys(req.user_json));
+        out.raw(",\"sdkParams\":{},\"param_stores\":{}}");
+        out.0
+    }
+
+    /// Segments and holdouts are never sent to clients; a key's target app limits the rest.
+    fn client_visible(&self, spec: &Spec, target_app: Option<&str>) -> bool {
+        if matches!(&*spec.entity, "segment" | "holdout") {
+            return false;
+        }
+        match target_app {
             None => true,
             Some(app) => spec
                 .target_app_ids
                 .as_ref()
                 .is_some_and(|apps| apps.contains(app)),
-        };
-        let mut tables: [Map<String, Value>; 3] = Default::default();
-        for kind in [SpecKind::Gate, SpecKind::Config, SpecKind::Layer] {
-            for (idx, spec) in self.specs[kind as usize].iter().enumerate() {
-                if !wanted(spec) || matches!(&*spec.entity, "segment" | "holdout") {
-                    continue;
-                }
-                let eval = self.evaluate_index(kind, idx as u32, &req.ctx);
-                let name = hash.hash(&spec.name);
-                let entry = match kind {
-                    SpecKind::Gate => gate_entry(&name, &eval, hash),
-                    SpecKind::Config if &*spec.entity == "experiment" => {
-                        experiment_entry(&name, &eval, hash)
-                    }
-                    SpecKind::Config => config_entry(&name, &eval, hash),
-                    SpecKind::Layer => layer_entry(&name, &eval, hash),
-                };
-                tables[kind as usize].insert(name, entry);
+        }
+    }
+
+    /// One entry, in the shape of Statsig's core SDK for its kind: gate, dynamic config,
+    /// experiment (entity `experiment`) or layer.
+    fn write_entry(
+        &self,
+        out: &mut Writer,
+        kind: SpecKind,
+        spec: &Spec,
+        name: &str,
+        eval: &Evaluation<'_>,
+        hash: HashAlgorithm,
+    ) {
+        out.raw("{");
+        out.key("name");
+        out.string(name);
+        out.raw(",");
+        out.key("rule_id");
+        out.string(eval.rule_id);
+        out.raw(",");
+        out.key("id_type");
+        out.string(eval.id_type);
+        out.raw(",");
+        out.key("secondary_exposures");
+        self.write_exposures(out, &eval.secondary_exposures, hash);
+        out.raw(",");
+        out.key("value");
+        if kind == SpecKind::Gate {
+            out.raw(if eval.bool_value { "true}" } else { "false}" });
+            return;
+        }
+        match eval.json_value {
+            Some(v @ Value::Object(_)) => out.json(v),
+            _ => out.raw("{}"),
+        }
+        out.raw(",");
+        out.key("group");
+        out.string(eval.rule_id);
+        out.raw(",");
+        out.key("is_device_based");
+        out.boolean(matches!(eval.id_type, "stableID" | "stableid"));
+        let is_experiment = kind == SpecKind::Config && &*spec.entity == "experiment";
+        if kind == SpecKind::Config && !is_experiment {
+            out.raw(",");
+            out.key("passed");
+            out.boolean(eval.bool_value);
+            out.raw("}");
+            return;
+        }
+        if let Some(group_name) = eval.group_name {
+            out.raw(",");
+            out.key("group_name");
+            out.string(group_name);
+        }
+        let delegate = eval.config_delegate.filter(|d| !d.is_empty());
+        if kind == SpecKind::Layer {
+            out.raw(",");
+            out.key("undelegated_secondary_exposures");
+            let undelegated = eval
+                .undelegated_secondary_exposures
+                .as_deref()
+                .unwrap_or(&[]);
+            self.write_exposures(out, undelegated, hash);
+            out.raw(",");
+            out.key("explicit_parameters");
+            out.strings(eval.explicit_parameters.unwrap_or(&[]));
+            if let Some(delegate) = delegate {
+                out.raw(",");
+                out.key("allocated_experiment_name");
+                out.string(&self.hashed_name(SpecKind::Config, delegate, hash));
+            }
+        } else {
+            if eval.is_in_layer {
+                out.raw(",\"is_in_layer\":true");
+            }
+            if let Some(params) = eval.explicit_parameters {
+                out.raw(",");
+                out.key("explicit_parameters");
+                out.strings(params);
             }
         }
-        let [feature_gates, dynamic_configs, layer_configs] = tables;
-        json!({
-            "feature_gates": feature_gates,
-            "dynamic_configs": dynamic_configs,
-            "layer_configs": layer_configs,
-            "time": self.time,
-            "has_updates": true,
-            "hash_used": hash.as_str(),
-            "user": self.loggable_user(req.user_json),
-            "evaluated_keys": evaluated_keys(req.user_json),
-            "sdkParams": {},
-            "param_stores": {},
-        })
+        if is_experiment || delegate.is_some() {
+            out.raw(",");
+            out.key("is_experiment_active");
+            out.boolean(eval.is_experiment_active);
+            out.raw(",");
+            out.key("is_user_in_experiment");
+            out.boolean(eval.is_experiment_group);
+        }
+        out.raw("}");
+    }
+
+    fn write_exposures(
+        &self,
+        out: &mut Writer,
+        list: &[SecondaryExposure<'_>],
+        hash: HashAlgorithm,
+    ) {
+        out.raw("[");
+        for (i, e) in list.iter().enumerate() {
+            if i > 0 {
+                out.raw(",");
+            }
+            out.raw("{\"gate\":");
+            out.string(&self.hashed_name(SpecKind::Gate, e.gate, hash));
+            out.raw(if e.gate_value {
+                ",\"gateValue\":\"true\",\"ruleID\":"
+            } else {
+                ",\"gateValue\":\"false\",\"ruleID\":"
+            });
+            out.string(e.rule_id);
+            out.raw("}");
+        }
+        out.raw("]");
+    }
+
+    /// A spec name hashed, from the precomputed hashes when the spec exists.
+    fn hashed_name<'a>(
+        &'a self,
+        kind: SpecKind,
+        name: &'a str,
+        hash: HashAlgorithm,
+    ) -> Cow<'a, str> {
+        match self.lookup(kind, name) {
+            Some(idx) => Cow::Borrowed(self.spec(kind, idx).hashed_name(hash)),
+            None if hash == HashAlgorithm::None => Cow::Borrowed(name),
+            None => Cow::Owned(hash.hash(name)),
+        }
     }
 
     /// The user as logged and echoed: no `privateAttributes`, and the ruleset's default
@@ -138,112 +282,40 @@ fn evaluated_keys(user: &Value) -> Value {
     Value::Object(keys)
 }
 
-fn exposures(list: &[SecondaryExposure<'_>], hash: HashAlgorithm) -> Value {
-    list.iter()
-        .map(|e| {
-            json!({
-                "gate": hash.hash(e.gate),
-                "gateValue": if e.gate_value { "true" } else { "false" },
-                "ruleID": e.rule_id,
-            })
-        })
-        .collect()
-}
+/// A JSON byte writer: structure is written by hand, strings and values escaped by serde_json.
+struct Writer(Vec<u8>);
 
-fn gate_entry(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Value {
-    json!({
-        "name": name,
-        "value": eval.bool_value,
-        "rule_id": eval.rule_id,
-        "id_type": eval.id_type,
-        "secondary_exposures": exposures(&eval.secondary_exposures, hash),
-    })
-}
-
-/// The fields every config, experiment and layer entry carries.
-fn config_fields(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Map<String, Value> {
-    let json_value = match eval.json_value {
-        Some(v @ Value::Object(_)) => v.clone(),
-        _ => json!({}),
-    };
-    let mut entry = Map::new();
-    entry.insert("name".into(), name.into());
-    entry.insert("value".into(), json_value);
-    entry.insert("rule_id".into(), eval.rule_id.into());
-    entry.insert("group".into(), eval.rule_id.into());
-    entry.insert(
-        "is_device_based".into(),
-        matches!(eval.id_type, "stableID" | "stableid").into(),
-    );
-    entry.insert("id_type".into(), eval.id_type.into());
-    entry.insert(
-        "secondary_exposures".into(),
-        exposures(&eval.secondary_exposures, hash),
-    );
-    if let Some(group_name) = eval.group_name {
-        entry.insert("group_name".into(), group_name.into());
+impl Writer {
+    fn raw(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
     }
-    entry
-}
 
-fn explicit_parameters(params: &[Box<str>]) -> Value {
-    params.iter().map(|p| Value::from(&**p)).collect()
-}
-
-fn config_entry(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Value {
-    let mut entry = config_fields(name, eval, hash);
-    // The dynamic-config shape has no group name (Statsig's core SDK leaves it out).
-    entry.remove("group_name");
-    entry.insert("passed".into(), eval.bool_value.into());
-    Value::Object(entry)
-}
-
-fn experiment_entry(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Value {
-    let mut entry = config_fields(name, eval, hash);
-    entry.insert(
-        "is_experiment_active".into(),
-        eval.is_experiment_active.into(),
-    );
-    entry.insert(
-        "is_user_in_experiment".into(),
-        eval.is_experiment_group.into(),
-    );
-    if eval.is_in_layer {
-        entry.insert("is_in_layer".into(), true.into());
+    fn string(&mut self, s: &str) {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.0, s);
     }
-    if let Some(params) = eval.explicit_parameters {
-        entry.insert("explicit_parameters".into(), explicit_parameters(params));
-    }
-    Value::Object(entry)
-}
 
-fn layer_entry(name: &str, eval: &Evaluation<'_>, hash: HashAlgorithm) -> Value {
-    let mut entry = config_fields(name, eval, hash);
-    let undelegated = eval
-        .undelegated_secondary_exposures
-        .as_deref()
-        .unwrap_or(&[]);
-    entry.insert(
-        "explicit_parameters".into(),
-        explicit_parameters(eval.explicit_parameters.unwrap_or(&[])),
-    );
-    entry.insert(
-        "undelegated_secondary_exposures".into(),
-        exposures(undelegated, hash),
-    );
-    if let Some(delegate) = eval.config_delegate.filter(|d| !d.is_empty()) {
-        entry.insert(
-            "allocated_experiment_name".into(),
-            hash.hash(delegate).into(),
-        );
-        entry.insert(
-            "is_experiment_active".into(),
-            eval.is_experiment_active.into(),
-        );
-        entry.insert(
-            "is_user_in_experiment".into(),
-            eval.is_experiment_group.into(),
-        );
+    fn key(&mut self, k: &str) {
+        self.string(k);
+        self.0.push(b':');
     }
-    Value::Object(entry)
+
+    fn boolean(&mut self, b: bool) {
+        self.raw(if b { "true" } else { "false" });
+    }
+
+    fn json(&mut self, v: &Value) {
+        let _ = serde_json::to_writer(&mut self.0, v);
+    }
+
+    fn strings(&mut self, items: &[Box<str>]) {
+        self.0.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.0.push(b',');
+            }
+            self.string(item);
+        }
+        self.0.push(b']');
+    }
 }

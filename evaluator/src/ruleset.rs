@@ -10,6 +10,7 @@ use ahash::{AHashMap, AHashSet};
 use serde_json::{Map, Value};
 
 use crate::condition::{Condition, Name};
+use crate::initialize::HashAlgorithm;
 use crate::value::DynValue;
 
 /// The three spec tables of a ruleset.
@@ -83,6 +84,18 @@ pub(crate) struct Spec {
     pub explicit_parameters: Option<Vec<Box<str>>>,
     pub version: Option<i64>,
     pub target_app_ids: Option<AHashSet<Box<str>>>,
+    /// The name under djb2 and sha256, for initialize responses.
+    pub hashed_names: [Box<str>; 2],
+}
+
+impl Spec {
+    pub fn hashed_name(&self, hash: HashAlgorithm) -> &str {
+        match hash {
+            HashAlgorithm::Djb2 => &self.hashed_names[0],
+            HashAlgorithm::Sha256 => &self.hashed_names[1],
+            HashAlgorithm::None => &self.name,
+        }
+    }
 }
 
 /// A compiled ruleset: immutable, shared by every request through one atomic pointer.
@@ -453,6 +466,10 @@ fn compile_spec(
         })
         .collect();
     Spec {
+        hashed_names: [
+            HashAlgorithm::Djb2.hash(name).into(),
+            HashAlgorithm::Sha256.hash(name).into(),
+        ],
         name: name.into(),
         entity: s("entity").unwrap_or("").into(),
         salt: s("salt").unwrap_or("").into(),
