@@ -100,6 +100,13 @@ fn gatehouse(c: &mut Criterion, doc: &Value) {
             }
         })
     });
+    group.bench_function("bucket_hash", |b| {
+        b.iter(|| {
+            black_box(evaluator::hash::unit_hash(black_box(&[
+                "salt0", "r0", "user-123",
+            ])))
+        })
+    });
     group.bench_function("parse_user", |b| {
         b.iter(|| black_box(User::from_json(black_box(&user_json)).unwrap()))
     });
