@@ -9,7 +9,7 @@ use ahash::{AHashMap, AHashSet};
 use fancy_regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
-use crate::value::{parse_target_timestamp, Val};
+use crate::value::{parse_target_timestamp, version_parts, Val};
 
 /// Longest `str_matches` pattern accepted; longer ones make the condition fail.
 const MAX_REGEX_LEN: usize = 4096;
@@ -193,9 +193,11 @@ pub(crate) struct Target {
     pub string: Option<Box<str>>,
     pub timestamp: Option<i64>,
     /// String targets as version parts (None when a part is not an integer).
-    pub version: Option<Vec<i128>>,
+    pub version: Option<Box<[i128]>>,
     /// Array targets keyed by lowercase string, keeping the last (index, original) per key.
     pub keyed: Option<KeyedArray>,
+    /// The same entries as (lowercase, original) pairs, for the operators that scan them.
+    pub scan: Vec<(Box<str>, Box<str>)>,
     /// Array targets' elements as Statsig strings (null elements have none), for `array_*`.
     pub elements: Option<Vec<Option<Box<str>>>>,
     /// Object targets (v2 `user_bucket` sets): key -> value as a string.
@@ -243,7 +245,7 @@ impl Target {
             Value::String(s) => {
                 t.kind = TargetKind::String;
                 t.timestamp = parse_target_timestamp(s);
-                t.version = version_parts(s).collect();
+                t.version = version_parts(s);
                 t.float = s.parse().ok();
                 t.string = Some(s.as_str().into());
                 if want_regex && s.len() <= MAX_REGEX_LEN {
@@ -256,11 +258,15 @@ impl Target {
             }
             Value::Array(items) => {
                 t.kind = TargetKind::Array;
-                let mut keyed = AHashMap::with_capacity(items.len());
+                let mut keyed: KeyedArray = AHashMap::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     let text = json_text(item);
                     keyed.insert(text.to_lowercase().into(), (i, text));
                 }
+                t.scan = keyed
+                    .iter()
+                    .map(|(lower, (_, original))| (lower.clone(), original.clone()))
+                    .collect();
                 t.keyed = Some(keyed);
                 t.elements = Some(
                     items
@@ -304,13 +310,11 @@ pub(crate) fn compare(
         | Op::VersionLt
         | Op::VersionLte
         | Op::VersionEq
-        | Op::VersionNeq => value.with_str(false, |left| {
+        | Op::VersionNeq => value.with_version(|left| {
             let (Some(left), Some(right)) = (left, target.version.as_deref()) else {
                 return false;
             };
-            let Some(ord) = compare_versions(left, right) else {
-                return false;
-            };
+            let ord = compare_versions(left, right);
             match op {
                 Op::VersionGt => ord.is_gt(),
                 Op::VersionGte => ord.is_ge(),
@@ -366,34 +370,12 @@ pub(crate) fn compare(
     }
 }
 
-/// A version's parts: cut at the first `-`, split on `.`, each part an integer or None.
-fn version_parts(v: &str) -> impl Iterator<Item = Option<i128>> + '_ {
-    v.split('-')
-        .next()
-        .unwrap_or("")
-        .split('.')
-        .map(|p| p.trim().parse::<i128>().ok())
-}
-
-/// Statsig's version order: parts compared as integers, a missing part counting as 0. None
-/// when a part of the user's version is not an integer (the condition then fails).
-fn compare_versions(left: &str, right: &[i128]) -> Option<std::cmp::Ordering> {
-    // Two passes over the parts instead of collecting them: this runs on the request path.
-    if version_parts(left).any(|p| p.is_none()) {
-        return None;
-    }
-    let (mut l, mut r) = (version_parts(left).flatten(), right.iter().copied());
-    loop {
-        match (l.next(), r.next()) {
-            (None, None) => return Some(std::cmp::Ordering::Equal),
-            (a, b) => {
-                let ord = a.unwrap_or(0).cmp(&b.unwrap_or(0));
-                if ord.is_ne() {
-                    return Some(ord);
-                }
-            }
-        }
-    }
+/// Statsig's version order: parts compared as integers, a missing part counting as 0.
+fn compare_versions(left: &[i128], right: &[i128]) -> std::cmp::Ordering {
+    (0..left.len().max(right.len()))
+        .map(|i| left.get(i).unwrap_or(&0).cmp(right.get(i).unwrap_or(&0)))
+        .find(|ord| ord.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
 }
 
 fn strings_in_array(value: Val<'_>, target: &Target, op: Op, ignore_case: bool) -> bool {
@@ -405,10 +387,7 @@ fn strings_in_array(value: Val<'_>, target: &Target, op: Op, ignore_case: bool) 
             }
             return target.keyed.as_ref().is_some_and(|k| k.contains_key(s));
         }
-        let Some(keyed) = &target.keyed else {
-            return false;
-        };
-        keyed.iter().any(|(lower, (_, original))| {
+        target.scan.iter().any(|(lower, original)| {
             let right: &str = if ignore_case { lower } else { original };
             match op {
                 Op::Any => s == right,

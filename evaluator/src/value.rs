@@ -27,6 +27,9 @@ pub struct DynValue {
     pub boolean: Option<bool>,
     /// Array elements, for the `array_contains_*` operators.
     pub array: Option<Vec<DynValue>>,
+    /// The string view as version parts, for the `version_*` operators; None when a part is
+    /// not an integer.
+    pub version: Option<Box<[i128]>>,
 }
 
 impl DynValue {
@@ -68,6 +71,7 @@ impl DynValue {
             }
         }
         out.lower = out.string.as_deref().map(|s| s.to_lowercase().into());
+        out.version = out.string.as_deref().and_then(version_parts);
         out.json = json;
         out
     }
@@ -130,6 +134,15 @@ impl<'a> Val<'a> {
         }
     }
 
+    /// Calls `f` with the version parts (None: no string view, or not a version).
+    pub fn with_version<R>(&self, f: impl FnOnce(Option<&[i128]>) -> R) -> R {
+        match self {
+            Val::Dyn(d) => f(d.version.as_deref()),
+            Val::Bucket(n) => f(Some(&[*n as i128])),
+            Val::Missing | Val::Clock(_) => f(None),
+        }
+    }
+
     /// Boolean view.
     pub fn boolean(&self) -> Option<bool> {
         match self {
@@ -189,6 +202,17 @@ impl Digits {
         // Only ASCII digits were written.
         std::str::from_utf8(&self.buf[self.start..]).unwrap_or("")
     }
+}
+
+/// Statsig's version parts: cut at the first `-`, split on `.`, every part an integer
+/// (surrounding spaces allowed); None when any part is not.
+pub(crate) fn version_parts(v: &str) -> Option<Box<[i128]>> {
+    v.split('-')
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .map(|p| p.trim().parse::<i128>().ok())
+        .collect()
 }
 
 /// A user's string as a timestamp: an integer, an RFC 3339 date or `%Y-%m-%d %H:%M:%S` (UTC).
