@@ -1,4 +1,12 @@
-//! The front door (not built yet: see the open front-door issue and README "Status").
+//! Gatehouse's front door: the Statsig-compatible HTTP API.
 //!
-//! Will hold the hyper server: API-key auth, the Statsig endpoints, the hot-swapped
-//! `evaluator::Ruleset`, and the Kafka producer of exposures and events.
+//! A hyper server ([`http`]) authenticates API keys ([`keys`]), evaluates against the live,
+//! atomically swapped ruleset ([`rules`]) and answers in Statsig's shapes ([`api`]), counting
+//! everything for `/metrics` ([`metrics`]). Exposure and event delivery to Kafka is the next
+//! piece of the front-door issue and is not wired yet.
+
+pub mod api;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod rules;

@@ -1,0 +1,244 @@
+//! The Statsig endpoints: `download_config_specs` (v1 and v2), the HTTP evaluation API
+//! (`check_gate`, `get_config`, `get_layer`) and client `initialize`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use evaluator::{
+    DynValue, EvalContext, Evaluation, HashAlgorithm, InitializeRequest, Outcome, User,
+};
+use hyper::StatusCode;
+use serde_json::{json, Map, Value};
+
+use crate::http::{bytes_reply, json_reply, ApiError, AppState, Decoded, Reply};
+use crate::keys::{Access, AuthError, KeyRecord};
+use crate::rules::{now_ms, Compiled};
+
+/// `/readyz`: ready once a ruleset has loaded.
+pub fn ready(state: &AppState) -> Reply {
+    match state.rules.get() {
+        Some(rules) => json_reply(
+            StatusCode::OK,
+            &json!({"ready": true, "ruleset_time": rules.ruleset.time}),
+        ),
+        None => json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"ready": false, "reason": "no ruleset loaded yet"}),
+        ),
+    }
+}
+
+fn authenticate(
+    state: &AppState,
+    req: &Decoded,
+    path_key: Option<&str>,
+    access: Access,
+) -> Result<Arc<KeyRecord>, ApiError> {
+    let key = req.api_key().or(path_key);
+    state.keys.authenticate(key, access).map_err(|e| match e {
+        AuthError::Missing => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing API key: send it in the statsig-api-key header",
+        ),
+        AuthError::Unknown => ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked API key"),
+        AuthError::Forbidden => ApiError::new(
+            StatusCode::FORBIDDEN,
+            match access {
+                Access::DownloadConfigSpecs => {
+                    "this key may not download config specs (server keys, or client keys with the client_download_config_specs scope)"
+                }
+                Access::Initialize => "initialize takes a client key",
+                Access::Evaluate => "this key may not call the evaluation API",
+            },
+        ),
+    })
+}
+
+fn live_rules(state: &AppState) -> Result<Arc<Compiled>, ApiError> {
+    state
+        .rules
+        .get()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no ruleset loaded yet"))
+}
+
+/// `sinceTime` from the query, else from a JSON body.
+fn since_time(req: &Decoded, body: &Value) -> Option<i64> {
+    req.param("sinceTime")
+        .and_then(|s| s.parse().ok())
+        .or_else(|| body.get("sinceTime").and_then(Value::as_i64))
+}
+
+/// `download_config_specs` in the v1 (`shape == 1`) or v2 shape; bodies are serialized once
+/// per ruleset version. `{"has_updates":false}` (200, never an empty 204) when the SDK is
+/// current.
+pub fn download_config_specs(
+    state: &AppState,
+    req: Decoded,
+    path_key: Option<String>,
+    shape: u8,
+) -> Reply {
+    let result = (|| {
+        authenticate(
+            state,
+            &req,
+            path_key.as_deref(),
+            Access::DownloadConfigSpecs,
+        )?;
+        let rules = live_rules(state)?;
+        let body = req.json().unwrap_or(Value::Null);
+        if since_time(&req, &body).is_some_and(|since| since >= rules.ruleset.time) {
+            return Ok(json_reply(StatusCode::OK, &json!({"has_updates": false})));
+        }
+        let bytes: Bytes = if shape == 1 {
+            rules.v1_body.clone()
+        } else {
+            rules.v2_body.clone()
+        };
+        Ok(bytes_reply(StatusCode::OK, bytes))
+    })();
+    result.unwrap_or_else(|error: ApiError| error.reply())
+}
+
+/// `check_gate`, `get_config`, `get_layer` and `initialize`.
+pub fn evaluate(state: &AppState, req: Decoded, endpoint: &'static str) -> Reply {
+    let access = if endpoint == "initialize" {
+        Access::Initialize
+    } else {
+        Access::Evaluate
+    };
+    let result = (|| {
+        let key = authenticate(state, &req, None, access)?;
+        let body = req.json()?;
+        let Value::Object(body) = body else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the body must be a JSON object",
+            ));
+        };
+        let rules = live_rules(state)?;
+        let mut user_json = match body.get("user") {
+            Some(user @ Value::Object(_)) => user.clone(),
+            Some(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "user: must be a JSON object",
+                ))
+            }
+            None if endpoint == "initialize" => json!({}),
+            None => return Err(ApiError::new(StatusCode::BAD_REQUEST, "user: missing")),
+        };
+        if endpoint == "initialize" {
+            adopt_stable_id(&mut user_json, &body);
+        }
+        let user = User::from_json(&user_json)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let app = key.target_app.as_deref().map(DynValue::from_text);
+        let ctx = EvalContext {
+            user: &user,
+            now_ms: now_ms() as i64,
+            app_id: app.as_ref(),
+        };
+        let rs = &rules.ruleset;
+        let name = |field: &str| {
+            body.get(field).and_then(Value::as_str).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("{field}: missing or not a string"),
+                )
+            })
+        };
+        Ok(match endpoint {
+            "check_gate" => match body.get("gateNames") {
+                Some(Value::Array(names)) => {
+                    let mut out = Map::new();
+                    for n in names {
+                        let n = n.as_str().ok_or_else(|| {
+                            ApiError::new(StatusCode::BAD_REQUEST, "gateNames: must be strings")
+                        })?;
+                        out.insert(n.to_owned(), gate_json(n, &rs.check_gate(n, &ctx)));
+                    }
+                    json_reply(StatusCode::OK, &Value::Object(out))
+                }
+                _ => {
+                    let n = name("gateName")?;
+                    json_reply(StatusCode::OK, &gate_json(n, &rs.check_gate(n, &ctx)))
+                }
+            },
+            "get_config" => {
+                let n = name("configName")?;
+                let e = rs.get_config(n, &ctx);
+                let rule_id = (e.outcome == Outcome::Recognized).then_some(e.rule_id);
+                json_reply(
+                    StatusCode::OK,
+                    &json!({"name": n, "value": e.json_value.cloned().unwrap_or(json!({})),
+                            "group": e.rule_id, "rule_id": rule_id, "group_name": e.group_name}),
+                )
+            }
+            "get_layer" => {
+                let n = name("layerName")?;
+                let e = rs.get_layer(n, &ctx);
+                if e.outcome == Outcome::Unrecognized {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("no layer named {n}"),
+                    ));
+                }
+                json_reply(
+                    StatusCode::OK,
+                    &json!({"name": n, "value": e.json_value.cloned().unwrap_or(json!({})),
+                            "ruleID": e.rule_id, "allocatedExperimentName": e.config_delegate}),
+                )
+            }
+            _ => {
+                let hash = match body.get("hash").and_then(Value::as_str) {
+                    None => HashAlgorithm::Djb2,
+                    Some(h) => HashAlgorithm::parse(h).ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "hash: must be djb2, sha256 or none",
+                        )
+                    })?,
+                };
+                if body
+                    .get("sinceTime")
+                    .and_then(Value::as_i64)
+                    .is_some_and(|t| t >= rs.time)
+                {
+                    let mut reply = bytes_reply(StatusCode::NO_CONTENT, Bytes::new());
+                    reply.headers_mut().remove(hyper::header::CONTENT_TYPE);
+                    return Ok(reply);
+                }
+                let bytes = rs.client_initialize(&InitializeRequest {
+                    ctx,
+                    user_json: &user_json,
+                    hash,
+                    target_app: key.target_app.as_deref(),
+                });
+                bytes_reply(StatusCode::OK, Bytes::from(bytes))
+            }
+        })
+    })();
+    result.unwrap_or_else(|error: ApiError| error.reply())
+}
+
+fn gate_json(name: &str, e: &Evaluation<'_>) -> Value {
+    json!({"name": name, "value": e.bool_value, "rule_id": e.rule_id, "group_name": e.group_name})
+}
+
+/// js-client sends the stable id only in `statsigMetadata.stableID`; stableID-based specs
+/// need it in `customIDs`.
+fn adopt_stable_id(user: &mut Value, body: &Map<String, Value>) {
+    let Some(stable) = body
+        .get("statsigMetadata")
+        .and_then(|m| m.get("stableID"))
+        .and_then(Value::as_str)
+    else {
+        return;
+    };
+    let ids = user
+        .as_object_mut()
+        .map(|u| u.entry("customIDs").or_insert_with(|| json!({})));
+    if let Some(Value::Object(ids)) = ids {
+        ids.entry("stableID").or_insert_with(|| stable.into());
+    }
+}

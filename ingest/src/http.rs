@@ -1,0 +1,412 @@
+//! The hyper server: connection handling, graceful shutdown, routing, request decoding
+//! (compression, Statsig encoding, size limits) and JSON errors.
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::keys::KeyStore;
+use crate::metrics::Metrics;
+use crate::rules::LiveRules;
+
+/// Request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body accepted as sent (compressed or not).
+    pub max_body: usize,
+    /// Largest body after decompression (gzip/zstd bombs stop here).
+    pub max_decoded: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 1 << 20,
+            max_decoded: 16 << 20,
+        }
+    }
+}
+
+/// Everything a request handler reads: shared, read-mostly.
+#[derive(Debug, Default)]
+pub struct AppState {
+    /// API keys.
+    pub keys: KeyStore,
+    /// The live ruleset.
+    pub rules: Arc<LiveRules>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Metrics,
+    /// Body limits.
+    pub limits: Limits,
+}
+
+/// The response type every handler returns.
+pub type Reply = Response<Full<Bytes>>;
+
+/// A JSON response.
+pub fn json_reply(status: StatusCode, body: &Value) -> Reply {
+    bytes_reply(
+        status,
+        Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+    )
+}
+
+/// A JSON response from bytes already serialized.
+pub fn bytes_reply(status: StatusCode, body: Bytes) -> Reply {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A JSON error naming the problem: `{"error": "...", "status": N}`.
+pub fn error_reply(status: StatusCode, message: &str) -> Reply {
+    json_reply(
+        status,
+        &json!({"error": message, "status": status.as_u16(), "success": false}),
+    )
+}
+
+/// A refused request, turned into an [`error_reply`] at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What was wrong, for the caller.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with its status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON error response.
+    pub fn reply(&self) -> Reply {
+        error_reply(self.status, &self.message)
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, then stops accepting and waits
+/// for in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
+        });
+        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// One request: route, run, count.
+async fn handle(state: &AppState, req: Request<Incoming>, _peer: SocketAddr) -> Reply {
+    let started = Instant::now();
+    let (endpoint, reply) = route(state, req).await;
+    state
+        .metrics
+        .observe(endpoint, reply.status().as_u16(), started.elapsed());
+    reply
+}
+
+async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply) {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let only = |allowed: &[Method]| allowed.contains(&method);
+    let not_allowed = || error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
+
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["healthz"] => (
+            "healthz",
+            json_reply(StatusCode::OK, &json!({"status": "ok"})),
+        ),
+        ["readyz"] => ("readyz", api::ready(state)),
+        ["metrics"] => ("metrics", state.metrics.render(state)),
+        ["v1", "download_config_specs", rest @ ..] if rest.len() <= 1 => {
+            if !only(&[Method::GET, Method::POST]) {
+                return ("dcs_v1", not_allowed());
+            }
+            let key = rest.first().map(|k| k.trim_end_matches(".json").to_owned());
+            (
+                "dcs_v1",
+                with_body(state, req, |r| api::download_config_specs(state, r, key, 1)).await,
+            )
+        }
+        ["v2", "download_config_specs", file] => {
+            if !only(&[Method::GET]) {
+                return ("dcs_v2", not_allowed());
+            }
+            let key = Some(file.trim_end_matches(".json").to_owned());
+            (
+                "dcs_v2",
+                with_body(state, req, |r| api::download_config_specs(state, r, key, 2)).await,
+            )
+        }
+        ["v1", name @ ("check_gate" | "get_config" | "get_layer" | "initialize")] => {
+            let endpoint: &'static str = match *name {
+                "check_gate" => "check_gate",
+                "get_config" => "get_config",
+                "get_layer" => "get_layer",
+                _ => "initialize",
+            };
+            if !only(&[Method::POST]) {
+                return (endpoint, not_allowed());
+            }
+            (
+                endpoint,
+                with_body(state, req, |r| api::evaluate(state, r, endpoint)).await,
+            )
+        }
+        _ => (
+            "unknown",
+            error_reply(StatusCode::NOT_FOUND, "no such endpoint"),
+        ),
+    }
+}
+
+/// A decoded request: headers and query for auth, the body as bytes.
+pub struct Decoded {
+    /// Request headers.
+    pub headers: hyper::HeaderMap,
+    /// Query parameters, in order.
+    pub query: Vec<(String, String)>,
+    /// The body, decompressed and decoded.
+    pub body: Bytes,
+}
+
+impl Decoded {
+    /// A query parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The API key: `statsig-api-key` or `X-API-Key` header, else the `k` query parameter.
+    pub fn api_key(&self) -> Option<&str> {
+        ["statsig-api-key", "x-api-key"]
+            .iter()
+            .find_map(|h| self.headers.get(*h).and_then(|v| v.to_str().ok()))
+            .or_else(|| self.param("k"))
+    }
+
+    /// The body as JSON (an empty body reads as `{}`).
+    pub fn json(&self) -> Result<Value, ApiError> {
+        if self.body.is_empty() {
+            return Ok(json!({}));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("body is not valid JSON: {e}"),
+            )
+        })
+    }
+}
+
+async fn with_body(
+    state: &AppState,
+    req: Request<Incoming>,
+    handler: impl FnOnce(Decoded) -> Reply,
+) -> Reply {
+    match decode(state.limits, req).await {
+        Ok(decoded) => handler(decoded),
+        Err(error) => error.reply(),
+    }
+}
+
+/// Reads the body within limits and undoes gzip (`Content-Encoding: gzip` or `?gz=1`), zstd,
+/// and Statsig's `se=1` / `STATSIG-ENCODED: 1` encoding (reversed base64).
+async fn decode(limits: Limits, req: Request<Incoming>) -> Result<Decoded, ApiError> {
+    let (parts, body) = req.into_parts();
+    let query: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body over {} bytes", limits.max_body),
+        )
+    };
+    let raw = match Limited::new(body, limits.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(error) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the body: {error}"),
+            ))
+        }
+    };
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let gz_param = query.iter().any(|(k, v)| k == "gz" && v == "1");
+    let encoding = header(CONTENT_ENCODING.as_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mut body = if encoding == "gzip" || (gz_param && encoding.is_empty()) {
+        inflate(
+            flate2::read::GzDecoder::new(&raw[..]),
+            limits.max_decoded,
+            "gzip",
+        )?
+    } else if encoding == "zstd" {
+        let decoder = zstd::stream::read::Decoder::new(&raw[..])
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad zstd body: {e}")))?;
+        inflate(decoder, limits.max_decoded, "zstd")?
+    } else if encoding.is_empty() || encoding == "identity" {
+        raw
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding: {encoding}"),
+        ));
+    };
+    let statsig_encoded =
+        query.iter().any(|(k, v)| k == "se" && v == "1") || header("statsig-encoded") == Some("1");
+    if statsig_encoded {
+        body = statsig_decode(&body)?;
+    }
+    Ok(Decoded {
+        headers: parts.headers,
+        query,
+        body,
+    })
+}
+
+fn inflate(mut reader: impl Read, max: usize, what: &str) -> Result<Bytes, ApiError> {
+    let mut out = Vec::new();
+    match reader.by_ref().take(max as u64 + 1).read_to_end(&mut out) {
+        Ok(n) if n > max => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body over {max} bytes once decompressed"),
+        )),
+        Ok(_) => Ok(Bytes::from(out)),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("bad {what} body: {e}"),
+        )),
+    }
+}
+
+/// js-client's browser encoding: `reverse(base64(json))`.
+fn statsig_decode(body: &[u8]) -> Result<Bytes, ApiError> {
+    let reversed: Vec<u8> = body.iter().rev().copied().collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(reversed)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad se=1 body: {e}")))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn statsig_encoding_round_trips() {
+        let encoded: String = base64::engine::general_purpose::STANDARD
+            .encode(br#"{"a":1}"#)
+            .chars()
+            .rev()
+            .collect();
+        assert_eq!(
+            &statsig_decode(encoded.as_bytes()).unwrap()[..],
+            br#"{"a":1}"#
+        );
+    }
+}

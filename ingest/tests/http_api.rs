@@ -1,0 +1,536 @@
+//! The front door over real HTTP on loopback: auth outcomes, both DCS shapes, the evaluation
+//! API against the official SDK's recorded answers, initialize encodings, bad input, metrics,
+//! and hot swaps under concurrent requests.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use ingest::http::{serve, AppState, Limits};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+const SERVER: &str = "secret-test-server";
+const CLIENT: &str = "client-test-client";
+const CLIENT_DCS: &str = "client-test-dcs";
+const CONSOLE: &str = "console-test";
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../evaluator/tests/data"
+    ))
+    .join(name)
+}
+
+struct Server {
+    addr: SocketAddr,
+    specs: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl Server {
+    async fn start(specs_json: &[u8]) -> Server {
+        let dir = std::env::temp_dir().join(format!(
+            "gatehouse-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let specs = dir.join("specs.json");
+        std::fs::write(&specs, specs_json).unwrap();
+
+        let state = Arc::new(AppState {
+            limits: Limits {
+                max_body: 64 * 1024,
+                max_decoded: 256 * 1024,
+            },
+            ..AppState::default()
+        });
+        state.keys.insert(SERVER, [], None).unwrap();
+        state.keys.insert(CLIENT, [], None).unwrap();
+        state
+            .keys
+            .insert(
+                CLIENT_DCS,
+                ["client_download_config_specs".to_owned()],
+                None,
+            )
+            .unwrap();
+        state.keys.insert(CONSOLE, [], None).unwrap();
+        state.rules.load_file(&specs).unwrap();
+        tokio::spawn(
+            state
+                .rules
+                .clone()
+                .watch(specs.clone(), Duration::from_millis(20)),
+        );
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            specs,
+            stop: Some(stop),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, Bytes) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.addr, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .client
+            .request(req.body(Full::new(body.into())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    async fn post_json(&self, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
+        let (status, bytes) = self
+            .call(
+                Method::POST,
+                path,
+                &[("statsig-api-key", key)],
+                body.to_string(),
+            )
+            .await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn specs() -> Vec<u8> {
+    std::fs::read(data("conformance_v2.json")).unwrap()
+}
+
+#[tokio::test]
+async fn every_auth_outcome() {
+    let s = Server::start(&specs()).await;
+    let gate = json!({"user": {"userID": "u1"}, "gateName": "gate_0"});
+    let cases = [
+        ("", "/v1/check_gate", StatusCode::UNAUTHORIZED),
+        ("secret-unknown", "/v1/check_gate", StatusCode::UNAUTHORIZED),
+        (CONSOLE, "/v1/check_gate", StatusCode::FORBIDDEN),
+        (SERVER, "/v1/check_gate", StatusCode::OK),
+        (CLIENT, "/v1/check_gate", StatusCode::OK),
+        (SERVER, "/v1/initialize", StatusCode::FORBIDDEN),
+        (CLIENT, "/v1/initialize", StatusCode::OK),
+        (CLIENT, "/v1/download_config_specs", StatusCode::FORBIDDEN),
+        (CLIENT_DCS, "/v1/download_config_specs", StatusCode::OK),
+        (SERVER, "/v1/download_config_specs", StatusCode::OK),
+    ];
+    for (key, path, expected) in cases {
+        let (status, body) = s.post_json(path, key, &gate).await;
+        assert_eq!(status, expected, "{key} on {path}: {body}");
+        if !status.is_success() {
+            assert!(
+                body["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{body}"
+            );
+        }
+    }
+    // X-API-Key works too, and the js-client's `?k=` query.
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/v1/check_gate",
+            &[("X-API-Key", SERVER)],
+            gate.to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s
+        .call(
+            Method::POST,
+            &format!("/v1/initialize?k={CLIENT}"),
+            &[],
+            "{}",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn download_config_specs_in_both_shapes() {
+    let s = Server::start(&specs()).await;
+    let rs = evaluator::Ruleset::from_slice(&specs()).unwrap();
+
+    let (status, v1) = s
+        .call(
+            Method::GET,
+            &format!("/v1/download_config_specs/{SERVER}.json"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&v1).unwrap(), rs.to_v1());
+
+    let (status, v2) = s
+        .call(
+            Method::GET,
+            &format!("/v2/download_config_specs/{SERVER}.json?supports_proto=true"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let v2: Value = serde_json::from_slice(&v2).unwrap();
+    assert_eq!(v2, rs.to_v2());
+    for required in [
+        "feature_gates",
+        "dynamic_configs",
+        "layer_configs",
+        "condition_map",
+        "experiment_to_layer",
+        "has_updates",
+        "time",
+    ] {
+        assert!(v2.get(required).is_some(), "v2 needs {required}");
+    }
+
+    let since = format!(
+        "/v1/download_config_specs/{SERVER}.json?sinceTime={}",
+        rs.time
+    );
+    let (status, body) = s.call(Method::GET, &since, &[], "").await;
+    assert_eq!(
+        (status, &body[..]),
+        (StatusCode::OK, &br#"{"has_updates":false}"#[..])
+    );
+
+    let (status, body) = s
+        .post_json(
+            "/v1/download_config_specs",
+            SERVER,
+            &json!({"sinceTime": rs.time - 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["has_updates"], true);
+}
+
+#[tokio::test]
+async fn evaluation_api_gives_the_official_sdks_answers() {
+    let s = Server::start(&specs()).await;
+    let vectors: Value =
+        serde_json::from_slice(&std::fs::read(data("conformance_vectors.json")).unwrap()).unwrap();
+    let v1: Value =
+        serde_json::from_slice(&std::fs::read(data("conformance_v1.json")).unwrap()).unwrap();
+    let names = |table: &str| -> Vec<String> {
+        v1[table]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (gates, configs, layers) = (
+        names("feature_gates"),
+        names("dynamic_configs"),
+        names("layer_configs"),
+    );
+    let mut checked = 0;
+    for case in vectors["cases"].as_array().unwrap().iter().take(40) {
+        let expected = &case["expected"];
+        let user = &case["user"];
+        let (_, all) = s
+            .post_json(
+                "/v1/check_gate",
+                SERVER,
+                &json!({"user": user, "gateNames": gates}),
+            )
+            .await;
+        for g in &gates {
+            assert_eq!(all[g]["value"], expected[g]["value"], "{g} for {user}");
+            assert_eq!(
+                all[g]["rule_id"],
+                expected[g].get("rule_id").cloned().unwrap_or(json!(""))
+            );
+            checked += 1;
+        }
+        for c in &configs {
+            let (status, got) = s
+                .post_json(
+                    "/v1/get_config",
+                    SERVER,
+                    &json!({"user": user, "configName": c}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(got["value"], expected[c]["value"], "{c} for {user}");
+            assert_eq!(
+                got["group_name"],
+                expected[c]
+                    .get("group_name")
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            );
+            checked += 1;
+        }
+        for l in &layers {
+            let (_, got) = s
+                .post_json(
+                    "/v1/get_layer",
+                    CLIENT,
+                    &json!({"user": user, "layerName": l}),
+                )
+                .await;
+            assert_eq!(got["value"], expected[l]["value"], "{l} for {user}");
+            assert_eq!(
+                got["allocatedExperimentName"],
+                expected[l]
+                    .get("allocated_experiment")
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 3000, "{checked}");
+    let (status, _) = s
+        .post_json(
+            "/v1/get_layer",
+            SERVER,
+            &json!({"user": {"userID": "u"}, "layerName": "nope"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn initialize_decodes_browser_bodies() {
+    let s = Server::start(&specs()).await;
+    let body = json!({"user": {"userID": "u1"}, "hash": "djb2",
+                      "statsigMetadata": {"stableID": "s-1", "sdkType": "javascript-client"}});
+    // Browser js-client: reversed base64 (se=1), sent as text/plain, key in the query.
+    let encoded: String = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .encode(body.to_string())
+            .chars()
+            .rev()
+            .collect()
+    };
+    let (status, plain) = s
+        .call(
+            Method::POST,
+            &format!("/v1/initialize?k={CLIENT}&se=1&st=javascript-client"),
+            &[("content-type", "text/plain;charset=UTF-8")],
+            encoded,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let plain: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(plain["hash_used"], "djb2");
+    assert_eq!(plain["has_updates"], true);
+    assert_eq!(
+        plain["user"]["customIDs"]["stableID"], "s-1",
+        "stableID adopted from metadata"
+    );
+    assert!(plain["feature_gates"][evaluator::hash::djb2("gate_0")].is_object());
+
+    // The same request gzipped with ?gz=1 and no Content-Encoding gives the same answer.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.to_string().as_bytes()).unwrap();
+    let (status, zipped) = s
+        .call(
+            Method::POST,
+            &format!("/v1/initialize?k={CLIENT}&gz=1"),
+            &[],
+            gz.finish().unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&zipped).unwrap()["feature_gates"],
+        plain["feature_gates"]
+    );
+
+    // Current clients get 204, which js-client reads as "no updates".
+    let current = json!({"user": {"userID": "u1"}, "sinceTime": plain["time"]});
+    let (status, _) = s.post_json("/v1/initialize", CLIENT, &current).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_json_error() {
+    let s = Server::start(&specs()).await;
+    let hdr = [("statsig-api-key", SERVER)];
+    let check = |status: StatusCode, body: &Bytes, expect: StatusCode, words: &str| {
+        assert_eq!(status, expect, "{}", String::from_utf8_lossy(body));
+        let v: Value = serde_json::from_slice(body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains(words), "{v}");
+    };
+    let (st, b) = s
+        .call(Method::POST, "/v1/check_gate", &hdr, "{not json")
+        .await;
+    check(st, &b, StatusCode::BAD_REQUEST, "not valid JSON");
+    let (st, b) = s
+        .call(Method::POST, "/v1/check_gate", &hdr, r#"{"gateName":"g"}"#)
+        .await;
+    check(st, &b, StatusCode::BAD_REQUEST, "user");
+    let (st, b) = s
+        .call(
+            Method::POST,
+            "/v1/check_gate",
+            &hdr,
+            r#"{"user":{"email":5},"gateName":"g"}"#,
+        )
+        .await;
+    check(st, &b, StatusCode::BAD_REQUEST, "user.email");
+    let (st, b) = s
+        .call(Method::POST, "/v1/check_gate", &hdr, r#"{"user":{}}"#)
+        .await;
+    check(st, &b, StatusCode::BAD_REQUEST, "gateName");
+    let (st, b) = s
+        .call(
+            Method::POST,
+            "/v1/initialize",
+            &[("statsig-api-key", CLIENT)],
+            r#"{"hash":"md5"}"#,
+        )
+        .await;
+    check(st, &b, StatusCode::BAD_REQUEST, "hash");
+    let (st, b) = s.call(Method::GET, "/v1/nothing", &hdr, "").await;
+    check(st, &b, StatusCode::NOT_FOUND, "no such endpoint");
+    let (st, b) = s.call(Method::GET, "/v1/check_gate", &hdr, "").await;
+    check(st, &b, StatusCode::METHOD_NOT_ALLOWED, "method");
+    let (st, b) = s
+        .call(Method::POST, "/v1/check_gate", &hdr, vec![b' '; 65 * 1024])
+        .await;
+    check(st, &b, StatusCode::PAYLOAD_TOO_LARGE, "body over");
+    // A gzip bomb: 10 MiB of zeros, a few KiB on the wire.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![0u8; 10 << 20]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 64 * 1024);
+    let (st, b) = s
+        .call(
+            Method::POST,
+            "/v1/check_gate",
+            &[("statsig-api-key", SERVER), ("content-encoding", "gzip")],
+            bomb,
+        )
+        .await;
+    check(st, &b, StatusCode::PAYLOAD_TOO_LARGE, "decompressed");
+    let (st, b) = s
+        .call(
+            Method::POST,
+            "/v1/check_gate",
+            &[("statsig-api-key", SERVER), ("content-encoding", "br")],
+            "x",
+        )
+        .await;
+    check(
+        st,
+        &b,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "Content-Encoding",
+    );
+
+    let (status, metrics) = s.call(Method::GET, "/metrics", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&metrics);
+    assert!(
+        text.contains(r#"gatehouse_requests_total{endpoint="check_gate",status="400"} 4"#),
+        "{text}"
+    );
+    assert!(text.contains("gatehouse_ruleset_time "), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_under_load_never_fails_a_request() {
+    let gate_returning = |value: bool, time: i64| {
+        json!({"time": time, "feature_gates": {"flip": {"salt": "s", "enabled": true,
+            "defaultValue": false, "idType": "userID", "entity": "feature_gate",
+            "rules": [{"id": format!("rule_{value}"), "passPercentage": 100, "returnValue": true,
+                       "idType": "userID", "conditions": [if value { "yes" } else { "no" }]}]}},
+            "condition_map": {"yes": {"type": "public", "idType": "userID"},
+                              "no": {"type": "user_field", "field": "email", "operator": "any",
+                                     "targetValue": ["nobody"], "idType": "userID"}}})
+    };
+    let s = Arc::new(Server::start(gate_returning(false, 10).to_string().as_bytes()).await);
+    let req = json!({"user": {"userID": "u"}, "gateName": "flip"});
+
+    let load = {
+        let s = s.clone();
+        let req = req.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..400 {
+                let (status, body) = s.post_json("/v1/check_gate", SERVER, &req).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                answers.push((
+                    body["value"].as_bool().unwrap(),
+                    body["rule_id"].as_str().unwrap().to_owned(),
+                ));
+            }
+            answers
+        })
+    };
+    for round in 0..6i64 {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let doc = gate_returning(round % 2 == 0, 20 + round);
+        std::fs::write(&s.specs, doc.to_string()).unwrap();
+    }
+    // An invalid file is rejected and the last good ruleset keeps serving.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, before) = s.post_json("/v1/check_gate", SERVER, &req).await;
+    std::fs::write(&s.specs, b"{ not json").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, after) = s.post_json("/v1/check_gate", SERVER, &req).await;
+    assert_eq!((status, &after), (StatusCode::OK, &before));
+
+    let answers = load.await.unwrap();
+    for (value, rule) in &answers {
+        // The "true" ruleset passes its rule; the "false" one falls through to the default.
+        let expected = if *value { "rule_true" } else { "default" };
+        assert_eq!(rule, expected, "every answer is from one whole ruleset");
+    }
+    assert!(
+        answers.iter().any(|(v, _)| *v) && answers.iter().any(|(v, _)| !*v),
+        "swaps were seen"
+    );
+}
