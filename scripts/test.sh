@@ -46,6 +46,17 @@ set +e
 cargo test --workspace 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+
+step "official Statsig SDKs against a running gatehouse"
+cargo build --quiet -p gatehouse-ingest --bin gatehouse
+set +e
+"$venv/bin/python" ingest/tests/sdk/real_sdks.py target/debug/gatehouse \
+  evaluator/tests/data/conformance_v2.json evaluator/tests/data/conformance_vectors.json \
+  2> "$cache/real_sdks.stderr" | tee -a "$log"
+sdk_status=${PIPESTATUS[0]}
+set -e
+[ "$sdk_status" -eq 0 ] || { tail -20 "$cache/real_sdks.stderr" >&2; status=1; }
+
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo

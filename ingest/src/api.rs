@@ -99,6 +99,20 @@ pub fn download_config_specs(
     result.unwrap_or_else(|error: ApiError| error.reply())
 }
 
+/// `get_id_lists`: the manifest of ID lists server SDKs download. Lists are not served yet
+/// (segments come through the ruleset), so the manifest is empty: SDKs then hold no lists.
+pub fn get_id_lists(state: &AppState, req: Decoded, path_key: Option<String>) -> Reply {
+    match authenticate(
+        state,
+        &req,
+        path_key.as_deref(),
+        Access::DownloadConfigSpecs,
+    ) {
+        Ok(_) => json_reply(StatusCode::OK, &json!({})),
+        Err(error) => error.reply(),
+    }
+}
+
 /// `check_gate`, `get_config`, `get_layer` and `initialize`.
 pub fn evaluate(state: &AppState, req: Decoded, endpoint: &'static str) -> Reply {
     let access = if endpoint == "initialize" {

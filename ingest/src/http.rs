@@ -190,6 +190,13 @@ async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply
                 with_body(state, req, |r| api::download_config_specs(state, r, key, 2)).await,
             )
         }
+        ["v1", "get_id_lists", rest @ ..] if rest.len() <= 1 => {
+            let key = rest.first().map(|k| k.trim_end_matches(".json").to_owned());
+            (
+                "get_id_lists",
+                with_body(state, req, |r| api::get_id_lists(state, r, key)).await,
+            )
+        }
         ["v1", name @ ("check_gate" | "get_config" | "get_layer" | "initialize")] => {
             let endpoint: &'static str = match *name {
                 "check_gate" => "check_gate",

@@ -159,6 +159,8 @@ async fn every_auth_outcome() {
         (CLIENT, "/v1/download_config_specs", StatusCode::FORBIDDEN),
         (CLIENT_DCS, "/v1/download_config_specs", StatusCode::OK),
         (SERVER, "/v1/download_config_specs", StatusCode::OK),
+        (SERVER, "/v1/get_id_lists", StatusCode::OK),
+        (CLIENT, "/v1/get_id_lists", StatusCode::FORBIDDEN),
     ];
     for (key, path, expected) in cases {
         let (status, body) = s.post_json(path, key, &gate).await;

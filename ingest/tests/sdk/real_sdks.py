@@ -1,0 +1,128 @@
+"""Statsig's official server SDKs, unmodified, pointed at a running `gatehouse serve`.
+
+Both SDKs download the ruleset from Gatehouse (the core SDK `statsig-python-core` from
+`/v2/download_config_specs/<key>.json`, the legacy `statsig` from
+`/v1/download_config_specs/<key>.json`), evaluate locally, and must give the answers
+Gatehouse's own `/v1/check_gate`, `/v1/get_config` and `/v1/get_layer` give for the same
+users. Where the two SDKs are known to disagree (tests/data conformance vectors record it),
+the legacy SDK is compared only on specs where it agrees with the core SDK.
+
+Usage: real_sdks.py GATEHOUSE_BINARY SPECS_FILE VECTORS_FILE
+Prints "N passed, M failed" and exits non-zero on any mismatch.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+SECRET = "secret-real-sdk-test"
+USERS = 150
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(base, path, body):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                 headers={"statsig-api-key": SECRET, "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def wait_ready(base, proc):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"gatehouse exited early with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("gatehouse did not become ready in 30 s")
+
+
+def main():
+    binary, specs, vectors_path = sys.argv[1:4]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--specs", specs,
+                             "--server-key", SECRET], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    passed = failed = 0
+    try:
+        wait_ready(base, proc)
+        import statsig_python_core as core
+        from statsig import StatsigOptions, StatsigUser, statsig
+
+        core_sdk = core.Statsig(SECRET, core.StatsigOptions(
+            specs_url=f"{base}/v2/download_config_specs", disable_all_logging=True,
+            output_log_level="none", wait_for_country_lookup_init=True, wait_for_user_agent_init=True))
+        details = core_sdk.initialize_with_details().result()
+        statsig.initialize(SECRET, StatsigOptions(api=f"{base}/v1", disable_diagnostics=True,
+                                                  rulesets_sync_interval=3600, idlists_sync_interval=3600))
+        with open(vectors_path) as f:
+            cases = json.load(f)["cases"][:USERS]
+        for case in cases:
+            user = case["user"]
+            legacy_differs = case.get("legacy_differs", {})
+            kwargs = dict(user_id=user.get("userID"), email=user.get("email"), ip=user.get("ip"),
+                          country=user.get("country"), locale=user.get("locale"),
+                          app_version=user.get("appVersion"), user_agent=user.get("userAgent"),
+                          custom=user.get("custom"), custom_ids=user.get("customIDs"),
+                          private_attributes=user.get("privateAttributes"))
+            cu = core.StatsigUser(**kwargs, statsig_environment=user.get("statsigEnvironment"))
+            try:
+                lu = StatsigUser(**kwargs, _statsig_environment=user.get("statsigEnvironment"))
+            except Exception:
+                lu = None  # the legacy SDK refuses users without any id
+            for name in case["expected"]:
+                if name.startswith("layer_") and "_exp_" not in name:
+                    ours = post(base, "/v1/get_layer", {"user": user, "layerName": name})
+                    answers = [("core", core_sdk._INTERNAL_get_layer(cu, name, None)["ruleID"], ours["ruleID"])]
+                    if lu is not None and "error" not in legacy_differs and name not in legacy_differs:
+                        answers.append(("legacy", statsig.get_layer_with_exposure_logging_disabled(lu, name).rule_id,
+                                        ours["ruleID"]))
+                elif name.startswith(("config_", "exp_", "layer_")):
+                    ours = post(base, "/v1/get_config", {"user": user, "configName": name})
+                    raw = core_sdk._INTERNAL_get_experiment(cu, name, None)
+                    answers = [("core", (raw["value"], raw["ruleID"]), (ours["value"], ours["group"]))]
+                    if lu is not None and "error" not in legacy_differs and name not in legacy_differs:
+                        cfg = statsig.get_experiment_with_exposure_logging_disabled(lu, name)
+                        answers.append(("legacy", (cfg.value, cfg.rule_id), (ours["value"], ours["group"])))
+                else:
+                    ours = post(base, "/v1/check_gate", {"user": user, "gateName": name})
+                    raw = core_sdk._INTERNAL_get_feature_gate(cu, name, None)
+                    answers = [("core", (raw["value"], raw["ruleID"]), (ours["value"], ours["rule_id"]))]
+                    if lu is not None and "error" not in legacy_differs and name not in legacy_differs:
+                        gate = statsig.get_feature_gate(lu, name, log_exposure=False)
+                        answers.append(("legacy", (gate.value, gate.rule_id), (ours["value"], ours["rule_id"])))
+                for sdk, theirs, mine in answers:
+                    if theirs == mine:
+                        passed += 1
+                    else:
+                        failed += 1
+                        if failed <= 10:
+                            print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
+        print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
+        core_sdk.shutdown().wait()
+        statsig.shutdown()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed or passed == 0 else 0)
+
+
+if __name__ == "__main__":
+    main()
