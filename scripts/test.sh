@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a machine that has never seen the project:
-# installs what the tests need (Python SDK references), checks formatting and lints,
+# installs what the tests need (Python SDK references, the Kafka broker), checks formatting and lints,
 # then runs every cargo test and prints one summary line.
 #
 #   scripts/test.sh            (what .ci/run calls)
 #
-# Needs: cargo (with rustfmt and clippy), python3. Caches under .cache/ (override with
-# GATEHOUSE_CACHE).
+# Needs: cargo (with rustfmt and clippy), python3, Java 17 + Maven (installed with apt-get
+# when missing). Starts a real Apache Kafka broker for the tests and stops it at exit.
+# Caches under .cache/ (override with GATEHOUSE_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -22,6 +23,16 @@ done
 cargo --version
 cargo fmt --version >/dev/null || { echo "missing: rustfmt (rustup component add rustfmt)" >&2; exit 1; }
 cargo clippy --version >/dev/null || { echo "missing: clippy (rustup component add clippy)" >&2; exit 1; }
+
+step "java + maven (the Apache Kafka broker)"
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    apt-get update -q >/dev/null && apt-get install -y -q openjdk-17-jre-headless maven >/dev/null
+  else
+    echo "missing: java 17 and maven" >&2; exit 1
+  fi
+fi
+java -version 2>&1 | head -1
 
 step "python: the official Statsig SDKs (conformance reference)"
 venv=$cache/venv
@@ -39,6 +50,12 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "a real Apache Kafka broker (scripts/kafka.sh)"
+trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
+eval "$(scripts/kafka.sh start)"
+export GATEHOUSE_KAFKA_BROKERS
+echo "broker at $GATEHOUSE_KAFKA_BROKERS"
 
 step "cargo test"
 log=$cache/cargo-test.log

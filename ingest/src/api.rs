@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use evaluator::{
-    DynValue, EvalContext, Evaluation, HashAlgorithm, InitializeRequest, Outcome, User,
+    DynValue, EvalContext, Evaluation, HashAlgorithm, InitializeRequest, Outcome, SpecKind, User,
 };
 use hyper::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::http::{bytes_reply, json_reply, ApiError, AppState, Decoded, Reply};
 use crate::keys::{Access, AuthError, KeyRecord};
+use crate::logging::{envelopes_from_batch, exposure_for, Origin};
+use crate::producer::SendError;
 use crate::rules::{now_ms, Compiled};
 
 /// `/readyz`: ready once a ruleset has loaded.
@@ -49,6 +51,7 @@ fn authenticate(
                 }
                 Access::Initialize => "initialize takes a client key",
                 Access::Evaluate => "this key may not call the evaluation API",
+                Access::LogEvent => "this key may not log events",
             },
         ),
     })
@@ -97,6 +100,52 @@ pub fn download_config_specs(
         Ok(bytes_reply(StatusCode::OK, bytes))
     })();
     result.unwrap_or_else(|error: ApiError| error.reply())
+}
+
+/// `log_event` / `rgstr`: every event to Kafka, answered 202 `{"success":true}` only once
+/// the broker acknowledged all of them; 503 with `Retry-After` (which every SDK retries)
+/// when Kafka cannot take or confirm the batch; 400 for a malformed batch, of which nothing
+/// is produced.
+pub async fn log_event(state: &AppState, req: Decoded) -> Reply {
+    let prepared = (|| {
+        let key = authenticate(state, &req, None, Access::LogEvent)?;
+        let Value::Object(body) = req.json()? else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the body must be a JSON object",
+            ));
+        };
+        let sink = state
+            .events
+            .clone()
+            .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no Kafka configured"))?;
+        let origin = Origin::new(&key.id, &req, &body, now_ms() as i64);
+        let batch = envelopes_from_batch(&body, &origin)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+        Ok((sink, batch))
+    })();
+    let (sink, batch) = match prepared {
+        Ok(ready) => ready,
+        Err(error) => return error.reply(),
+    };
+    match sink.send_batch(&batch).await {
+        Ok(()) => json_reply(StatusCode::ACCEPTED, &json!({"success": true})),
+        Err(error) => {
+            let message = match error {
+                SendError::Busy => "event queue full, retry later".to_owned(),
+                SendError::NotAcknowledged(e) => {
+                    format!("Kafka did not acknowledge the batch: {e}")
+                }
+            };
+            tracing::warn!(%message, events = batch.len(), "log_event refused");
+            let mut reply = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).reply();
+            reply.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static("1"),
+            );
+            reply
+        }
+    }
 }
 
 /// `get_id_lists`: the manifest of ID lists server SDKs download. Lists are not served yet
@@ -153,6 +202,22 @@ pub fn evaluate(state: &AppState, req: Decoded, endpoint: &'static str) -> Reply
             app_id: app.as_ref(),
         };
         let rs = &rules.ruleset;
+        let log_exposures = endpoint != "initialize"
+            && body
+                .get("statsigMetadata")
+                .and_then(|m| m.get("exposureLoggingDisabled"))
+                .and_then(Value::as_bool)
+                != Some(true);
+        let origin = Origin::new(&key.id, &req, &body, now_ms() as i64);
+        let expose = |kind: SpecKind, spec: &str, e: &Evaluation<'_>| {
+            if let (true, Some(sink)) = (log_exposures, &state.events) {
+                if e.outcome != Outcome::Unrecognized {
+                    sink.send_exposure(&exposure_for(
+                        rs, kind, spec, e, &user_json, &user, &origin,
+                    ));
+                }
+            }
+        };
         let name = |field: &str| {
             body.get(field).and_then(Value::as_str).ok_or_else(|| {
                 ApiError::new(
@@ -169,18 +234,23 @@ pub fn evaluate(state: &AppState, req: Decoded, endpoint: &'static str) -> Reply
                         let n = n.as_str().ok_or_else(|| {
                             ApiError::new(StatusCode::BAD_REQUEST, "gateNames: must be strings")
                         })?;
-                        out.insert(n.to_owned(), gate_json(n, &rs.check_gate(n, &ctx)));
+                        let e = rs.check_gate(n, &ctx);
+                        expose(SpecKind::Gate, n, &e);
+                        out.insert(n.to_owned(), gate_json(n, &e));
                     }
                     json_reply(StatusCode::OK, &Value::Object(out))
                 }
                 _ => {
                     let n = name("gateName")?;
-                    json_reply(StatusCode::OK, &gate_json(n, &rs.check_gate(n, &ctx)))
+                    let e = rs.check_gate(n, &ctx);
+                    expose(SpecKind::Gate, n, &e);
+                    json_reply(StatusCode::OK, &gate_json(n, &e))
                 }
             },
             "get_config" => {
                 let n = name("configName")?;
                 let e = rs.get_config(n, &ctx);
+                expose(SpecKind::Config, n, &e);
                 let rule_id = (e.outcome == Outcome::Recognized).then_some(e.rule_id);
                 json_reply(
                     StatusCode::OK,
@@ -191,6 +261,7 @@ pub fn evaluate(state: &AppState, req: Decoded, endpoint: &'static str) -> Reply
             "get_layer" => {
                 let n = name("layerName")?;
                 let e = rs.get_layer(n, &ctx);
+                expose(SpecKind::Layer, n, &e);
                 if e.outcome == Outcome::Unrecognized {
                     return Err(ApiError::new(
                         StatusCode::NOT_FOUND,

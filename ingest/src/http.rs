@@ -54,6 +54,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Body limits.
     pub limits: Limits,
+    /// Kafka delivery of events and exposures (None: not configured; log_event answers 503).
+    pub events: Option<Arc<crate::producer::EventSink>>,
 }
 
 /// The response type every handler returns.
@@ -190,6 +192,25 @@ async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply
                 with_body(state, req, |r| api::download_config_specs(state, r, key, 2)).await,
             )
         }
+        ["v1", endpoint @ ("log_event" | "rgstr")] => {
+            let endpoint: &'static str = if *endpoint == "rgstr" {
+                "rgstr"
+            } else {
+                "log_event"
+            };
+            if !only(&[Method::POST]) {
+                return (endpoint, not_allowed());
+            }
+            let reply = match decode(state.limits, req).await {
+                Ok(decoded) => api::log_event(state, decoded).await,
+                Err(error) => error.reply(),
+            };
+            (endpoint, reply)
+        }
+        ["v1", "sdk_exception"] => (
+            "sdk_exception",
+            json_reply(StatusCode::ACCEPTED, &json!({"success": true})),
+        ),
         ["v1", "get_id_lists", rest @ ..] if rest.len() <= 1 => {
             let key = rest.first().map(|k| k.trim_end_matches(".json").to_owned());
             (

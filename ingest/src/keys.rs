@@ -44,6 +44,8 @@ pub enum Access {
     Initialize,
     /// `check_gate`, `get_config`, `get_layer`.
     Evaluate,
+    /// `log_event`, `rgstr`.
+    LogEvent,
 }
 
 /// A stored key: never the raw secret, only its digest-derived id and its grants.

@@ -2,11 +2,13 @@
 //!
 //! A hyper server ([`http`]) authenticates API keys ([`keys`]), evaluates against the live,
 //! atomically swapped ruleset ([`rules`]) and answers in Statsig's shapes ([`api`]), counting
-//! everything for `/metrics` ([`metrics`]). Exposure and event delivery to Kafka is the next
-//! piece of the front-door issue and is not wired yet.
+//! everything for `/metrics` ([`metrics`]). Events and exposures become schema envelopes
+//! ([`logging`], schema in the `events` crate) delivered to Kafka ([`producer`]).
 
 pub mod api;
 pub mod http;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
+pub mod producer;
 pub mod rules;

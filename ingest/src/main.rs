@@ -54,6 +54,16 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     console_keys: Vec<String>,
+    /// Kafka bootstrap servers; absent: an embedded in-process Kafka (librdkafka's mock
+    /// cluster, nothing persisted) for demos.
+    #[arg(long, env = "GATEHOUSE_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// Topic for exposures.
+    #[arg(long, env = "GATEHOUSE_EXPOSURES_TOPIC", default_value = events::EXPOSURES_TOPIC)]
+    exposures_topic: String,
+    /// Topic for custom events.
+    #[arg(long, env = "GATEHOUSE_EVENTS_TOPIC", default_value = events::EVENTS_TOPIC)]
+    events_topic: String,
     /// How often the specs file is checked for changes, in ms.
     #[arg(long, env = "GATEHOUSE_SPECS_POLL_MS", default_value_t = 1000)]
     specs_poll_ms: u64,
@@ -74,7 +84,26 @@ async fn main() {
 }
 
 async fn run(args: ServeArgs) -> Result<(), String> {
-    let state = Arc::new(AppState::default());
+    // The embedded Kafka lives as long as the server.
+    let mut _embedded = None;
+    let brokers = match &args.kafka_brokers {
+        Some(brokers) => brokers.clone(),
+        None => {
+            let cluster = rdkafka::mocking::MockCluster::new(1)
+                .map_err(|e| format!("embedded Kafka: {e}"))?;
+            let brokers = cluster.bootstrap_servers();
+            tracing::warn!(%brokers, "no --kafka-brokers: using an embedded in-memory Kafka (not persisted)");
+            _embedded = Some(cluster);
+            brokers
+        }
+    };
+    let sink =
+        ingest::producer::EventSink::connect(&brokers, &args.exposures_topic, &args.events_topic)
+            .map_err(|e| format!("Kafka producer: {e}"))?;
+    let state = Arc::new(AppState {
+        events: Some(Arc::new(sink)),
+        ..AppState::default()
+    });
     for (keys, expected) in [
         (&args.server_keys, "secret-"),
         (&args.client_keys, "client-"),
@@ -99,7 +128,11 @@ async fn run(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(addr = %args.listen, "front door listening");
-    serve(listener, state, shutdown_signal()).await;
+    serve(listener, state.clone(), shutdown_signal()).await;
+    if let Some(sink) = &state.events {
+        let sink = sink.clone();
+        let _ = tokio::task::spawn_blocking(move || sink.flush(Duration::from_secs(30))).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -98,6 +98,19 @@ impl Metrics {
                  gatehouse_request_duration_seconds_count{{endpoint=\"{endpoint}\"}} {count}"
             );
         }
+        if let Some(sink) = &state.events {
+            let _ = writeln!(
+                out,
+                "# TYPE gatehouse_events_produced_total counter\ngatehouse_events_produced_total {}\n\
+                 # TYPE gatehouse_events_failed_total counter\ngatehouse_events_failed_total {}\n\
+                 # TYPE gatehouse_exposures_dropped_total counter\ngatehouse_exposures_dropped_total {}\n\
+                 # TYPE gatehouse_producer_queue_depth gauge\ngatehouse_producer_queue_depth {}",
+                sink.produced.load(Ordering::Relaxed),
+                sink.failed.load(Ordering::Relaxed),
+                sink.exposures_dropped.load(Ordering::Relaxed),
+                sink.queue_depth()
+            );
+        }
         if let Some(rules) = state.rules.get() {
             let age = now_ms().saturating_sub(rules.loaded_at_ms) as f64 / 1000.0;
             let _ = writeln!(

@@ -1,0 +1,147 @@
+//! Test harness: a front door on 127.0.0.1 with test keys, its specs in a temp file.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use ingest::http::{serve, AppState, Limits};
+use ingest::producer::EventSink;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const SERVER: &str = "secret-test-server";
+pub const CLIENT: &str = "client-test-client";
+pub const CLIENT_DCS: &str = "client-test-dcs";
+pub const CONSOLE: &str = "console-test";
+
+pub fn data(name: &str) -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../evaluator/tests/data"
+    ))
+    .join(name)
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub specs: PathBuf,
+    pub state: Arc<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl Server {
+    pub async fn start(specs_json: &[u8]) -> Server {
+        Server::start_with(specs_json, None).await
+    }
+
+    pub async fn start_with(specs_json: &[u8], events: Option<Arc<EventSink>>) -> Server {
+        let dir = std::env::temp_dir().join(format!(
+            "gatehouse-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let specs = dir.join("specs.json");
+        std::fs::write(&specs, specs_json).unwrap();
+
+        let state = Arc::new(AppState {
+            limits: Limits {
+                max_body: 64 * 1024,
+                max_decoded: 256 * 1024,
+            },
+            events,
+            ..AppState::default()
+        });
+        state.keys.insert(SERVER, [], None).unwrap();
+        state.keys.insert(CLIENT, [], None).unwrap();
+        state
+            .keys
+            .insert(
+                CLIENT_DCS,
+                ["client_download_config_specs".to_owned()],
+                None,
+            )
+            .unwrap();
+        state.keys.insert(CONSOLE, [], None).unwrap();
+        state.rules.load_file(&specs).unwrap();
+        tokio::spawn(
+            state
+                .rules
+                .clone()
+                .watch(specs.clone(), Duration::from_millis(20)),
+        );
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(serve(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            specs,
+            state,
+            stop: Some(stop),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, Bytes) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.addr, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .client
+            .request(req.body(Full::new(body.into())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
+        let (status, bytes) = self
+            .call(
+                Method::POST,
+                path,
+                &[("statsig-api-key", key)],
+                body.to_string(),
+            )
+            .await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}

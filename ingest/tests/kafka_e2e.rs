@@ -1,0 +1,269 @@
+//! Events and exposures through the front door into Kafka, read back and compared field by
+//! field. Against the real Apache Kafka broker when `GATEHOUSE_KAFKA_BROKERS` is set (the
+//! test command starts one with scripts/kafka.sh), else librdkafka's in-process mock
+//! cluster. Broker faults are injected with the mock cluster.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use events::Envelope;
+use hyper::{Method, StatusCode};
+use ingest::producer::EventSink;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::Message;
+use serde_json::{json, Value};
+
+fn specs() -> Vec<u8> {
+    std::fs::read(data("conformance_v2.json")).unwrap()
+}
+
+/// A broker: the real one from the environment, or a mock kept alive by the returned guard.
+fn broker() -> (
+    String,
+    Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+) {
+    match std::env::var("GATEHOUSE_KAFKA_BROKERS") {
+        Ok(brokers) if !brokers.is_empty() => (brokers, None),
+        _ => {
+            let cluster = MockCluster::new(1).unwrap();
+            (cluster.bootstrap_servers(), Some(cluster))
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}.{}.{}.{}",
+        std::process::id(),
+        rand_suffix(),
+        Instant::now().elapsed().as_nanos()
+    )
+}
+
+/// Reads `want` messages from `topic` (from the start), keyed by event id.
+async fn consume(brokers: &str, topic: &str, want: usize) -> Vec<(String, Envelope)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("test-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    while out.len() < want && Instant::now() < deadline {
+        if let Ok(Ok(msg)) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+            let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
+            let env =
+                Envelope::parse(msg.payload().unwrap_or_default()).expect("schema-valid message");
+            out.push((key, env));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_event_and_exposures_arrive_in_kafka() {
+    let (brokers, _guard) = broker();
+    let (exposures, events) = (unique("test.exposures"), unique("test.events"));
+    let sink = Arc::new(EventSink::connect(&brokers, &exposures, &events).unwrap());
+    let s = Server::start_with(&specs(), Some(sink.clone())).await;
+
+    let batch = json!({
+        "events": [
+            {"eventName": "purchase", "value": 9.99, "time": 1_767_225_600_000_i64,
+             "metadata": {"sku": "a-1"},
+             "user": {"userID": "u1", "email": "a@b.c", "privateAttributes": {"ssn": "x"}}},
+            {"eventName": "page_view", "value": "home", "user": {"customIDs": {"stableID": "s-9"}}},
+            {"eventName": "statsig::gate_exposure", "user": {"userID": "u2"},
+             "metadata": {"gate": "gate_0", "gateValue": "true", "ruleID": "r1"},
+             "secondaryExposures": [{"gate": "g", "gateValue": "false", "ruleID": "x"}]}
+        ],
+        "statsigMetadata": {"sdkType": "py-server", "sdkVersion": "0.72.1"}
+    });
+    // Gzipped, as the server SDKs send it.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(batch.to_string().as_bytes()).unwrap();
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/v1/log_event",
+            &[("statsig-api-key", SERVER), ("content-encoding", "gzip")],
+            gz.finish().unwrap(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"success": true})
+    );
+
+    // js-client's rgstr: key in the query, gz=1 without Content-Encoding.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(
+        json!({"events": [{"eventName": "click", "user": {"userID": "u3"}}],
+                        "statsigMetadata": {"sdkType": "javascript-client"}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let (status, _) = s
+        .call(
+            Method::POST,
+            &format!("/v1/rgstr?k={CLIENT}&ec=1&gz=1"),
+            &[],
+            gz.finish().unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // The evaluation API logs an exposure; exposureLoggingDisabled suppresses it.
+    let user = json!({"userID": "u7", "email": "admin7@example.com"});
+    let (_, answer) = s
+        .post_json(
+            "/v1/check_gate",
+            SERVER,
+            &json!({"user": user, "gateName": "gate_0"}),
+        )
+        .await;
+    let (_, _) = s
+        .post_json(
+            "/v1/check_gate",
+            SERVER,
+            &json!({"user": user, "gateName": "gate_1",
+                   "statsigMetadata": {"exposureLoggingDisabled": true}}),
+        )
+        .await;
+
+    let custom = consume(&brokers, &events, 3).await;
+    assert_eq!(custom.len(), 3, "custom events read back");
+    let by_name: HashMap<&str, &(String, Envelope)> = custom
+        .iter()
+        .map(|c| (c.1.event_name.as_str(), c))
+        .collect();
+    let (key, purchase) = by_name["purchase"];
+    assert_eq!(key, "u1");
+    assert_eq!(purchase.value, Some(json!(9.99)));
+    assert_eq!(purchase.event_time_ms, 1_767_225_600_000);
+    assert_eq!(purchase.metadata["sku"], "a-1");
+    assert_eq!(
+        purchase.user,
+        json!({"userID": "u1", "email": "a@b.c"}),
+        "privateAttributes never logged"
+    );
+    assert_eq!(purchase.sdk_type.as_deref(), Some("py-server"));
+    assert_eq!(
+        purchase.key_id,
+        s.state
+            .keys
+            .authenticate(Some(SERVER), ingest::keys::Access::Evaluate)
+            .unwrap()
+            .id
+    );
+    let (key, view) = by_name["page_view"];
+    assert_eq!(
+        (key.as_str(), view.unit_id_type.as_str()),
+        ("s-9", "stableID")
+    );
+    let (_, click) = by_name["click"];
+    assert_eq!(click.sdk_type.as_deref(), Some("javascript-client"));
+    let ids: std::collections::HashSet<_> = custom.iter().map(|c| c.1.event_id.clone()).collect();
+    assert_eq!(ids.len(), 3, "server-assigned ids are unique");
+
+    let exposures_read = consume(&brokers, &exposures, 2).await;
+    assert_eq!(
+        exposures_read.len(),
+        2,
+        "the SDK's exposure and the API's exposure"
+    );
+    let api = exposures_read
+        .iter()
+        .find(|e| {
+            !e.1.key_id.is_empty() && e.1.exposure.as_ref().unwrap().name == "gate_0" && e.0 == "u7"
+        })
+        .expect("API exposure");
+    let exposure = api.1.exposure.as_ref().unwrap();
+    assert_eq!(exposure.kind, "gate");
+    assert_eq!(exposure.rule_id, answer["rule_id"].as_str().unwrap());
+    assert_eq!(exposure.gate_value, answer["value"].as_bool());
+    assert_eq!(api.1.event_name, "statsig::gate_exposure");
+    assert_eq!(api.1.metadata["gateValue"], answer["value"].to_string());
+    let sdk = exposures_read
+        .iter()
+        .find(|e| e.0 == "u2")
+        .expect("SDK exposure");
+    assert_eq!(sdk.1.secondary_exposures.len(), 1);
+    assert_eq!(sdk.1.exposure.as_ref().unwrap().rule_id, "r1");
+}
+
+#[tokio::test]
+async fn a_bad_batch_produces_nothing() {
+    let (brokers, _guard) = broker();
+    let sink = Arc::new(EventSink::connect(&brokers, &unique("x"), &unique("y")).unwrap());
+    let s = Server::start_with(&specs(), Some(sink.clone())).await;
+    let bad = json!({"events": [{"eventName": "ok", "user": {"userID": "u"}}, {"value": 1}]});
+    let (status, body) = s.post_json("/v1/log_event", SERVER, &bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("events[1].eventName"),
+        "{body}"
+    );
+    assert_eq!(sink.queue_depth(), 0);
+    assert_eq!(sink.produced.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let (status, _) = s
+        .post_json("/v1/log_event", CONSOLE, &json!({"events": []}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_gives_503_with_retry_after() {
+    let cluster = MockCluster::new(1).unwrap();
+    let mut sink = EventSink::connect(&cluster.bootstrap_servers(), "exp", "ev").unwrap();
+    sink.ack_timeout = Duration::from_secs(2);
+    let s = Server::start_with(&specs(), Some(Arc::new(sink))).await;
+    cluster.broker_down(1).unwrap();
+    let started = Instant::now();
+    let (status, bytes) = s
+        .call(
+            Method::POST,
+            "/v1/log_event",
+            &[("statsig-api-key", SERVER)],
+            json!({"events": [{"eventName": "e", "user": {"userID": "u"}}]}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["success"], false);
+    // Evaluation keeps answering while Kafka is down.
+    let (status, _) = s
+        .post_json(
+            "/v1/check_gate",
+            SERVER,
+            &json!({"user": {"userID": "u"}, "gateName": "gate_0"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
