@@ -39,7 +39,8 @@ venv=$cache/venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r evaluator/tests/conformance/requirements.txt
+"$venv/bin/pip" install --quiet --disable-pip-version-check \
+  -r evaluator/tests/conformance/requirements.txt -r ingest/tests/sdk/requirements.txt
 
 step "conformance vectors reproduce from the SDKs"
 "$venv/bin/python" evaluator/tests/conformance/gen_vectors.py --check 2> "$cache/gen_vectors.stderr" \

@@ -7,6 +7,10 @@ Gatehouse's own `/v1/check_gate`, `/v1/get_config` and `/v1/get_layer` give for 
 users. Where the two SDKs are known to disagree (tests/data conformance vectors record it),
 the legacy SDK is compared only on specs where it agrees with the core SDK.
 
+Then each SDK logs a custom event and flushes: both events must arrive in Kafka (the broker
+in GATEHOUSE_KAFKA_BROKERS, else the server's embedded one is not reachable and this part is
+skipped with a note), read back with confluent-kafka.
+
 Usage: real_sdks.py GATEHOUSE_BINARY SPECS_FILE VECTORS_FILE
 Prints "N passed, M failed" and exits non-zero on any mismatch.
 """
@@ -50,12 +54,39 @@ def wait_ready(base, proc):
     sys.exit("gatehouse did not become ready in 30 s")
 
 
+def read_events(brokers, topic, names, timeout_s=60):
+    """Custom events named in `names` from `topic`, by name."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"sdk-test-{os.getpid()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    found = {}
+    deadline = time.time() + timeout_s
+    try:
+        while time.time() < deadline and set(found) != names:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            event = json.loads(msg.value())
+            if event["event_name"] in names:
+                found[event["event_name"]] = event
+    finally:
+        consumer.close()
+    return found
+
+
 def main():
     binary, specs, vectors_path = sys.argv[1:4]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--specs", specs,
-                             "--server-key", SECRET], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    brokers = os.environ.get("GATEHOUSE_KAFKA_BROKERS")
+    events_topic = f"sdk-test.events.{os.getpid()}.{int(time.time())}"
+    cmd = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--specs", specs, "--server-key", SECRET,
+           "--events-topic", events_topic, "--exposures-topic", events_topic + ".exposures"]
+    if brokers:
+        cmd += ["--kafka-brokers", brokers]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     passed = failed = 0
     try:
         wait_ready(base, proc)
@@ -63,7 +94,7 @@ def main():
         from statsig import StatsigOptions, StatsigUser, statsig
 
         core_sdk = core.Statsig(SECRET, core.StatsigOptions(
-            specs_url=f"{base}/v2/download_config_specs", disable_all_logging=True,
+            specs_url=f"{base}/v2/download_config_specs", log_event_url=f"{base}/v1/log_event",
             output_log_level="none", wait_for_country_lookup_init=True, wait_for_user_agent_init=True))
         details = core_sdk.initialize_with_details().result()
         statsig.initialize(SECRET, StatsigOptions(api=f"{base}/v1", disable_diagnostics=True,
@@ -112,8 +143,23 @@ def main():
                         if failed <= 10:
                             print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
         print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
+        marker = f"run-{os.getpid()}-{time.time()}"
+        core_sdk.log_event(core.StatsigUser(user_id="core-user"), "sdk_check_core", marker, {"sdk": "core"})
+        statsig.log_event(__import__("statsig").StatsigEvent(
+            StatsigUser(user_id="legacy-user"), "sdk_check_legacy", value=marker, metadata={"sdk": "legacy"}))
         core_sdk.shutdown().wait()
         statsig.shutdown()
+        if brokers:
+            arrived = read_events(brokers, events_topic, {"sdk_check_core", "sdk_check_legacy"})
+            for name, user_id, sdk_type in (("sdk_check_core", "core-user", "statsig-server-core-python"),
+                                            ("sdk_check_legacy", "legacy-user", "py-server")):
+                event = arrived.get(name)
+                ok = (event is not None and event["value"] == marker and event["unit_id"] == user_id
+                      and event["sdk_type"] == sdk_type and event["schema_version"] == 1)
+                print(f"{name} flushed by the SDK arrived in Kafka: {ok}")
+                passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+        else:
+            print("GATEHOUSE_KAFKA_BROKERS unset: SDK event delivery not checked")
     finally:
         proc.terminate()
         try:
