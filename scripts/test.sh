@@ -42,6 +42,10 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
   -r evaluator/tests/conformance/requirements.txt -r ingest/tests/sdk/requirements.txt
 
+step "node: @statsig/js-client (npm)"
+command -v node >/dev/null || { echo "missing: node" >&2; exit 1; }
+(cd ingest/tests/sdk/js && npm ci --no-audit --no-fund --loglevel=error)
+
 step "conformance vectors reproduce from the SDKs"
 "$venv/bin/python" evaluator/tests/conformance/gen_vectors.py --check 2> "$cache/gen_vectors.stderr" \
   || { tail -20 "$cache/gen_vectors.stderr" >&2; exit 1; }

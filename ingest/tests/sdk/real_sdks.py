@@ -24,6 +24,9 @@ import time
 import urllib.request
 
 SECRET = "secret-real-sdk-test"
+CLIENT = "client-real-sdk-test"
+JS_USERS = 25
+JS_DIR = os.path.join(os.path.dirname(__file__), "js")
 USERS = 150
 
 
@@ -52,6 +55,42 @@ def wait_ready(base, proc):
         except OSError:
             time.sleep(0.1)
     sys.exit("gatehouse did not become ready in 30 s")
+
+
+def js_client(base, cases, marker):
+    """@statsig/js-client initializes from /v1/initialize; its values must equal the server API's.
+
+    Only users with a stableID: js-client invents one otherwise, and stableID-keyed specs would
+    then legitimately differ from a server call without it."""
+    users = [c["user"] for c in cases if (c["user"].get("customIDs") or {}).get("stableID")][:JS_USERS]
+    v1 = json.load(open(os.path.join(os.path.dirname(__file__), "../../../evaluator/tests/data/conformance_v1.json")))
+    gates = [s["name"] for s in v1["feature_gates"] if s["entity"] not in ("segment", "holdout")]
+    configs = [s["name"] for s in v1["dynamic_configs"]]
+    out = subprocess.run(["node", os.path.join(JS_DIR, "js_client.mjs"), base, CLIENT,
+                          json.dumps({"users": users, "gates": gates, "configs": configs}), marker],
+                         capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    passed = failed = 0
+    print(f"js-client initialized from gatehouse /v1/initialize: {result['initialized']}")
+    if not result["initialized"]:
+        failed += 1
+    for answer in result["answers"]:
+        user = answer["user"]
+        ours = post(base, "/v1/check_gate", {"user": user, "gateNames": gates})
+        for g in gates:
+            if answer["gates"][g] == ours[g]["value"]:
+                passed += 1
+            else:
+                failed += 1
+                print(f"MISMATCH js-client gate {g} user={json.dumps(user)}: js={answer['gates'][g]} gatehouse={ours[g]['value']}")
+        for c in configs:
+            mine = post(base, "/v1/get_config", {"user": user, "configName": c})["value"]
+            if answer["configs"][c] == mine:
+                passed += 1
+            else:
+                failed += 1
+                print(f"MISMATCH js-client config {c} user={json.dumps(user)}: js={answer['configs'][c]} gatehouse={mine}")
+    return passed, failed
 
 
 def read_events(brokers, topic, names, timeout_s=60):
@@ -83,6 +122,7 @@ def main():
     brokers = os.environ.get("GATEHOUSE_KAFKA_BROKERS")
     events_topic = f"sdk-test.events.{os.getpid()}.{int(time.time())}"
     cmd = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--specs", specs, "--server-key", SECRET,
+           "--client-key", CLIENT,
            "--events-topic", events_topic, "--exposures-topic", events_topic + ".exposures"]
     if brokers:
         cmd += ["--kafka-brokers", brokers]
@@ -144,15 +184,20 @@ def main():
                             print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
         print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
         marker = f"run-{os.getpid()}-{time.time()}"
+        js_passed, js_failed = js_client(base, cases, marker)
+        passed, failed = passed + js_passed, failed + js_failed
         core_sdk.log_event(core.StatsigUser(user_id="core-user"), "sdk_check_core", marker, {"sdk": "core"})
         statsig.log_event(__import__("statsig").StatsigEvent(
             StatsigUser(user_id="legacy-user"), "sdk_check_legacy", value=marker, metadata={"sdk": "legacy"}))
         core_sdk.shutdown().wait()
         statsig.shutdown()
         if brokers:
-            arrived = read_events(brokers, events_topic, {"sdk_check_core", "sdk_check_legacy"})
+            arrived = read_events(brokers, events_topic, {"sdk_check_core", "sdk_check_legacy", "sdk_check_js"})
+            js_user = next(c["user"] for c in cases if (c["user"].get("customIDs") or {}).get("stableID"))
             for name, user_id, sdk_type in (("sdk_check_core", "core-user", "statsig-server-core-python"),
-                                            ("sdk_check_legacy", "legacy-user", "py-server")):
+                                            ("sdk_check_legacy", "legacy-user", "py-server"),
+                                            ("sdk_check_js", js_user.get("userID") or js_user["customIDs"]["stableID"],
+                                             "javascript-client")):
                 event = arrived.get(name)
                 ok = (event is not None and event["value"] == marker and event["unit_id"] == user_id
                       and event["sdk_type"] == sdk_type and event["schema_version"] == 1)
