@@ -16,18 +16,32 @@ use crate::logging::{envelopes_from_batch, exposure_for, Origin};
 use crate::producer::SendError;
 use crate::rules::{now_ms, Compiled};
 
-/// `/readyz`: ready once a ruleset has loaded.
-pub fn ready(state: &AppState) -> Reply {
-    match state.rules.get() {
-        Some(rules) => json_reply(
-            StatusCode::OK,
-            &json!({"ready": true, "ruleset_time": rules.ruleset.time}),
-        ),
-        None => json_reply(
+/// `/readyz`: ready once a ruleset has loaded and a Kafka broker answers.
+pub async fn ready(state: &AppState) -> Reply {
+    let not_ready = |reason: &str| {
+        json_reply(
             StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"ready": false, "reason": "no ruleset loaded yet"}),
-        ),
+            &json!({"ready": false, "reason": reason}),
+        )
+    };
+    let Some(rules) = state.rules.get() else {
+        return not_ready("no ruleset loaded yet");
+    };
+    let Some(sink) = state.events.clone() else {
+        return not_ready("no Kafka configured");
+    };
+    let reachable = tokio::task::spawn_blocking(move || {
+        sink.broker_reachable(std::time::Duration::from_millis(1500))
+    })
+    .await
+    .unwrap_or(false);
+    if !reachable {
+        return not_ready("no Kafka broker reachable");
     }
+    json_reply(
+        StatusCode::OK,
+        &json!({"ready": true, "ruleset_time": rules.ruleset.time}),
+    )
 }
 
 fn authenticate(

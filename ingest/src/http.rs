@@ -170,7 +170,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply
             "healthz",
             json_reply(StatusCode::OK, &json!({"status": "ok"})),
         ),
-        ["readyz"] => ("readyz", api::ready(state)),
+        ["readyz"] => ("readyz", api::ready(state).await),
         ["metrics"] => ("metrics", state.metrics.render(state)),
         ["v1", "download_config_specs", rest @ ..] if rest.len() <= 1 => {
             if !only(&[Method::GET, Method::POST]) {

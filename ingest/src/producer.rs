@@ -150,6 +150,15 @@ impl EventSink {
         }
     }
 
+    /// Whether a broker answers a metadata request within `timeout` (blocking: call it on the
+    /// blocking pool).
+    pub fn broker_reachable(&self, timeout: Duration) -> bool {
+        self.producer
+            .client()
+            .fetch_metadata(None, Timeout::After(timeout))
+            .is_ok()
+    }
+
     /// Flushes everything queued (graceful shutdown).
     pub fn flush(&self, timeout: Duration) {
         if let Err(error) = self.producer.flush(Timeout::After(timeout)) {

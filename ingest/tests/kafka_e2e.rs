@@ -238,7 +238,16 @@ async fn broker_down_gives_503_with_retry_after() {
     let mut sink = EventSink::connect(&cluster.bootstrap_servers(), "exp", "ev").unwrap();
     sink.ack_timeout = Duration::from_secs(2);
     let s = Server::start_with(&specs(), Some(Arc::new(sink))).await;
+    let (status, _) = s.call(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(status, StatusCode::OK, "ready with a ruleset and a broker");
     cluster.broker_down(1).unwrap();
+    let (status, body) = s.call(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let started = Instant::now();
     let (status, bytes) = s
         .call(
