@@ -79,6 +79,9 @@ sdk_status=${PIPESTATUS[0]}
 set -e
 [ "$sdk_status" -eq 0 ] || { tail -20 "$cache/real_sdks.stderr" >&2; status=1; }
 
+step "docker-compose.yml against the binary's flags (no Docker engine here)"
+"$venv/bin/python" scripts/check_compose.py target/debug/gatehouse | tee -a "$log" || status=1
+
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo
