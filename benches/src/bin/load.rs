@@ -1,0 +1,339 @@
+//! The load harness: drives the front door over loopback with bounded requests and time, next
+//! to the baselines measured in the same run (a bare hyper server; the raw librdkafka
+//! producer).
+//!
+//!   cargo run --release -p gatehouse-benches --bin load -- [--requests N] [--seconds S]
+//!       [--connections C]
+//!
+//! Kafka: the broker in GATEHOUSE_KAFKA_BROKERS, else an in-process mock cluster.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1 as server_http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use ingest::http::{serve, AppState};
+use ingest::producer::EventSink;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+
+const SERVER_KEY: &str = "secret-load";
+const CLIENT_KEY: &str = "client-load";
+
+struct Options {
+    requests: u64,
+    seconds: u64,
+    connections: usize,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        requests: 200_000,
+        seconds: 20,
+        connections: 32,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    for pair in args[1..].chunks(2) {
+        let value = pair.get(1).and_then(|v| v.parse().ok());
+        match (pair[0].as_str(), value) {
+            ("--requests", Some(v)) => o.requests = v,
+            ("--seconds", Some(v)) => o.seconds = v,
+            ("--connections", Some(v)) => o.connections = v as usize,
+            _ => {
+                eprintln!("usage: load [--requests N] [--seconds S] [--connections C]");
+                std::process::exit(2);
+            }
+        }
+    }
+    o
+}
+
+/// Results of one scenario.
+struct Run {
+    requests: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+    errors: u64,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+}
+
+/// Closed loop: `connections` keep-alive connections send `body` to `path` until `requests`
+/// are done or `seconds` pass.
+async fn drive(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    o: &Options,
+) -> Run {
+    let sent = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(o.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..o.connections {
+        let (sent, errors, body) = (sent.clone(), errors.clone(), body.clone());
+        let (path, limit) = (path.to_owned(), o.requests);
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut latencies = Vec::new();
+            while sent.fetch_add(1, Ordering::Relaxed) < limit && Instant::now() < deadline {
+                let mut req = Request::post(&path).header("host", "127.0.0.1");
+                for (k, v) in &headers {
+                    req = req.header(k.as_str(), v.as_str());
+                }
+                let t = Instant::now();
+                match sender
+                    .send_request(req.body(Full::new(body.clone())).unwrap())
+                    .await
+                {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        let _ = resp.into_body().collect().await;
+                        if !ok {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
+            latencies
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    for t in tasks {
+        latencies_us.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Run {
+        requests: latencies_us.len() as u64,
+        elapsed,
+        latencies_us,
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+async fn bare_hyper() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            stream.set_nodelay(true).ok();
+            tokio::spawn(async move {
+                let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                        b"{\"ok\":true}",
+                    ))))
+                });
+                let _ = server_http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn front_door(brokers: &str) -> (std::net::SocketAddr, Arc<AppState>) {
+    let specs = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../evaluator/tests/data/conformance_v2.json"
+    ))
+    .unwrap();
+    let sink = EventSink::connect(brokers, "load.exposures", "load.events").unwrap();
+    let state = Arc::new(AppState {
+        events: Some(Arc::new(sink)),
+        ..AppState::default()
+    });
+    state.keys.insert(SERVER_KEY, [], None).unwrap();
+    state.keys.insert(CLIENT_KEY, [], None).unwrap();
+    state
+        .rules
+        .publish(ingest::rules::Compiled::build(&specs, 0).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, state.clone(), std::future::pending()));
+    (addr, state)
+}
+
+/// The librdkafka ceiling: `n` pre-serialized events of `size` bytes, produced and flushed
+/// with the front door's producer settings, no HTTP.
+fn raw_producer(brokers: &str, n: usize, payload: &[u8]) -> f64 {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let started = Instant::now();
+    for i in 0..n {
+        let key = format!("u{}", i % 10_000);
+        loop {
+            match producer.send_result(FutureRecord::to("load.raw").key(&key).payload(payload)) {
+                Ok(_) => break,
+                Err(_) => producer.poll(Duration::from_millis(1)),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn print(name: &str, run: &Run, baseline: Option<f64>, unit_per_request: u64) {
+    let rate = run.per_second() * unit_per_request as f64;
+    let ratio = baseline
+        .map(|b| format!("{:.0}%", 100.0 * rate / b))
+        .unwrap_or_else(|| "—".into());
+    println!(
+        "| {name} | {} | {:.0} | {ratio} | {:.2} | {:.2} | {} |",
+        run.requests,
+        rate,
+        run.percentile(0.5),
+        run.percentile(0.99),
+        run.errors
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let o = options();
+    let mut _mock = None;
+    let brokers = match std::env::var("GATEHOUSE_KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => b,
+        _ => {
+            let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+            let b = cluster.bootstrap_servers();
+            _mock = Some(cluster);
+            b
+        }
+    };
+    println!(
+        "requests ≤ {} per scenario, ≤ {} s, {} connections, Kafka {brokers}",
+        o.requests, o.seconds, o.connections
+    );
+    println!("| scenario | requests | per second | vs baseline | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|---|---|");
+
+    let bare = drive(bare_hyper().await, "/", &[], Bytes::from_static(b"{}"), &o).await;
+    print("bare hyper (baseline)", &bare, None, 1);
+    let (addr, state) = front_door(&brokers).await;
+    let gate = Bytes::from(json!({"user": {"userID": "user-1", "email": "a@example.com", "country": "US"}, "gateName": "gate_0"}).to_string());
+    let check = drive(
+        addr,
+        "/v1/check_gate",
+        &[("statsig-api-key", SERVER_KEY)],
+        gate,
+        &o,
+    )
+    .await;
+    print(
+        "check_gate + exposure to Kafka",
+        &check,
+        Some(bare.per_second()),
+        1,
+    );
+    let init = Bytes::from(
+        json!({"user": {"userID": "user-1", "customIDs": {"stableID": "s-1"}}, "hash": "djb2"})
+            .to_string(),
+    );
+    let init_run = drive(
+        addr,
+        "/v1/initialize",
+        &[("statsig-api-key", CLIENT_KEY)],
+        init,
+        &o,
+    )
+    .await;
+    print(
+        "initialize (88 specs)",
+        &init_run,
+        Some(bare.per_second()),
+        1,
+    );
+
+    let event = json!({"eventName": "purchase", "value": 9.99, "time": 1_767_225_600_000_i64,
+                       "metadata": {"sku": "a-1", "currency": "EUR"}, "user": {"userID": "user-1"}});
+    let batch = Bytes::from(
+        json!({"events": vec![event.clone(); 100], "statsigMetadata": {"sdkType": "load"}})
+            .to_string(),
+    );
+    let events_opts = Options {
+        requests: o.requests / 100,
+        ..o
+    };
+    let log = drive(
+        addr,
+        "/v1/log_event",
+        &[("statsig-api-key", SERVER_KEY)],
+        batch,
+        &events_opts,
+    )
+    .await;
+    // The envelope a logged event becomes, for a same-size raw producer run.
+    let sample = serde_json::to_vec(&json!({"schema_version": 1, "event_id": "00000000-0000-4000-8000-000000000000",
+        "event_name": "purchase", "event_time_ms": 1_767_225_600_000_i64, "received_at_ms": 1_767_225_600_000_i64,
+        "key_id": "0123456789ab", "sdk_type": "load", "unit_id_type": "userID", "unit_id": "user-1",
+        "user": {"userID": "user-1"}, "value": 9.99, "metadata": {"sku": "a-1", "currency": "EUR"}})).unwrap();
+    let raw_n = (o.requests as usize).min(500_000);
+    let b = brokers.clone();
+    let ceiling = tokio::task::spawn_blocking(move || raw_producer(&b, raw_n, &sample))
+        .await
+        .unwrap();
+    println!(
+        "| raw librdkafka producer (baseline), events | {raw_n} | {ceiling:.0} | — | — | — | 0 |"
+    );
+    print(
+        "log_event, 100-event batches, events",
+        &log,
+        Some(ceiling),
+        100,
+    );
+    let sink = state.events.as_ref().unwrap();
+    println!(
+        "\nproduced {} failed {} exposures dropped {}",
+        sink.produced.load(Ordering::Relaxed),
+        sink.failed.load(Ordering::Relaxed),
+        sink.exposures_dropped.load(Ordering::Relaxed)
+    );
+}
