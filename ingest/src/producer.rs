@@ -10,17 +10,47 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use events::Envelope;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{
+    BaseRecord, FutureProducer, FutureRecord, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::util::Timeout;
 
 /// Messages the producer may hold unacknowledged; batches beyond it are refused with 503.
 const QUEUE_CAPACITY: usize = 500_000;
 
+/// Counts exposure deliveries in librdkafka's delivery callback: no task or future per
+/// exposure on the request path.
+struct CountDeliveries {
+    produced: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+impl ClientContext for CountDeliveries {}
+
+impl ProducerContext for CountDeliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.produced.fetch_add(1, Ordering::Relaxed),
+            Err((error, _)) => {
+                tracing::warn!(%error, "exposure delivery failed");
+                self.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
 /// Where events go, and the counters `/metrics` shows.
 pub struct EventSink {
+    /// `log_event` batches: each send returns a future resolved by the broker's ack.
     producer: FutureProducer,
+    /// Exposures: fire-and-forget, deliveries counted by the context.
+    exposure_producer: ThreadedProducer<CountDeliveries>,
     /// Topic for exposures.
     pub exposures_topic: String,
     /// Topic for custom events.
@@ -28,9 +58,9 @@ pub struct EventSink {
     /// How long a `log_event` request waits for the broker's acknowledgements.
     pub ack_timeout: Duration,
     /// Events the broker acknowledged.
-    pub produced: AtomicU64,
+    pub produced: Arc<AtomicU64>,
     /// Events whose delivery failed (counted and logged, never silent).
-    pub failed: AtomicU64,
+    pub failed: Arc<AtomicU64>,
     /// Exposures not enqueued because the queue was full or Kafka refused them.
     pub exposures_dropped: AtomicU64,
 }
@@ -60,7 +90,8 @@ impl EventSink {
         exposures_topic: &str,
         events_topic: &str,
     ) -> Result<EventSink, KafkaError> {
-        let producer: FutureProducer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -68,22 +99,28 @@ impl EventSink {
             .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", QUEUE_CAPACITY.to_string())
-            .set("message.timeout.ms", "30000")
-            .create()?;
+            .set("message.timeout.ms", "30000");
+        let (produced, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let exposure_producer = config.create_with_context(CountDeliveries {
+            produced: produced.clone(),
+            failed: failed.clone(),
+        })?;
         Ok(EventSink {
-            producer,
+            producer: config.create()?,
+            exposure_producer,
             exposures_topic: exposures_topic.to_owned(),
             events_topic: events_topic.to_owned(),
             ack_timeout: Duration::from_secs(10),
-            produced: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            produced,
+            failed,
             exposures_dropped: AtomicU64::new(0),
         })
     }
 
     /// Messages waiting in the producer (queued or in flight).
     pub fn queue_depth(&self) -> usize {
-        self.producer.in_flight_count().max(0) as usize
+        let depth = self.producer.in_flight_count() + self.exposure_producer.in_flight_count();
+        depth.max(0) as usize
     }
 
     fn topic_of(&self, env: &Envelope) -> &str {
@@ -114,39 +151,32 @@ impl EventSink {
                 }
             }
         }
-        let acks = futures_all(pending);
+        let acks = all_acknowledged(pending);
         match tokio::time::timeout(self.ack_timeout, acks).await {
-            Ok(Ok(n)) => {
-                self.produced.fetch_add(n, Ordering::Relaxed);
-                Ok(())
+            Ok(acks) => {
+                self.produced
+                    .fetch_add(acks.acknowledged, Ordering::Relaxed);
+                self.failed.fetch_add(acks.failed, Ordering::Relaxed);
+                match acks.first_error {
+                    None => Ok(()),
+                    Some(error) => Err(SendError::NotAcknowledged(error)),
+                }
             }
-            Ok(Err(error)) => Err(SendError::NotAcknowledged(error)),
             Err(_) => Err(SendError::NotAcknowledged(
                 "no acknowledgement in time".into(),
             )),
         }
     }
 
-    /// Enqueues an exposure without waiting; failures are counted.
-    pub fn send_exposure(self: &Arc<Self>, env: &Envelope) {
+    /// Enqueues an exposure without waiting; delivery failures and refusals are counted.
+    pub fn send_exposure(&self, env: &Envelope) {
         let payload = env.to_bytes();
-        let record = FutureRecord::to(&self.exposures_topic)
+        let record = BaseRecord::to(&self.exposures_topic)
             .key(env.unit_id.as_str())
             .payload(&payload);
-        match self.producer.send_result(record) {
-            Ok(delivery) => {
-                let sink = self.clone();
-                tokio::spawn(async move {
-                    match delivery.await {
-                        Ok(Ok(_)) => sink.produced.fetch_add(1, Ordering::Relaxed),
-                        _ => sink.failed.fetch_add(1, Ordering::Relaxed),
-                    };
-                });
-            }
-            Err((error, _)) => {
-                self.exposures_dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%error, "exposure dropped");
-            }
+        if let Err((error, _)) = self.exposure_producer.send(record) {
+            self.exposures_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%error, "exposure dropped");
         }
     }
 
@@ -161,29 +191,39 @@ impl EventSink {
 
     /// Flushes everything queued (graceful shutdown).
     pub fn flush(&self, timeout: Duration) {
-        if let Err(error) = self.producer.flush(Timeout::After(timeout)) {
+        let batches = self.producer.flush(Timeout::After(timeout));
+        let exposures = self.exposure_producer.flush(Timeout::After(timeout));
+        if let Err(error) = batches.and(exposures) {
             tracing::error!(%error, queued = self.queue_depth(), "flush incomplete at shutdown");
         }
     }
 }
 
-/// Awaits every delivery; the first failure is the batch's error.
-async fn futures_all(pending: Vec<rdkafka::producer::DeliveryFuture>) -> Result<u64, String> {
-    let mut acknowledged = 0;
-    let mut first_error = None;
+/// What the broker said about a batch.
+struct Acks {
+    acknowledged: u64,
+    failed: u64,
+    first_error: Option<String>,
+}
+
+/// Awaits every delivery of a batch.
+async fn all_acknowledged(pending: Vec<rdkafka::producer::DeliveryFuture>) -> Acks {
+    let mut acks = Acks {
+        acknowledged: 0,
+        failed: 0,
+        first_error: None,
+    };
     for delivery in pending {
-        match delivery.await {
-            Ok(Ok(_)) => acknowledged += 1,
-            Ok(Err((error, _))) => {
-                first_error.get_or_insert_with(|| error.to_string());
+        let error = match delivery.await {
+            Ok(Ok(_)) => {
+                acks.acknowledged += 1;
+                continue;
             }
-            Err(_) => {
-                first_error.get_or_insert_with(|| "producer dropped the message".to_owned());
-            }
-        }
+            Ok(Err((error, _))) => error.to_string(),
+            Err(_) => "producer dropped the message".to_owned(),
+        };
+        acks.failed += 1;
+        acks.first_error.get_or_insert(error);
     }
-    match first_error {
-        None => Ok(acknowledged),
-        Some(error) => Err(error),
-    }
+    acks
 }
