@@ -331,38 +331,61 @@ async fn decode(limits: Limits, req: Request<Incoming>) -> Result<Decoded, ApiEr
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let gz_param = query.iter().any(|(k, v)| k == "gz" && v == "1");
-    let encoding = header(CONTENT_ENCODING.as_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let mut body = if encoding == "gzip" || (gz_param && encoding.is_empty()) {
-        inflate(
-            flate2::read::GzDecoder::new(&raw[..]),
-            limits.max_decoded,
-            "gzip",
-        )?
-    } else if encoding == "zstd" {
-        let decoder = zstd::stream::read::Decoder::new(&raw[..])
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad zstd body: {e}")))?;
-        inflate(decoder, limits.max_decoded, "zstd")?
-    } else if encoding.is_empty() || encoding == "identity" {
-        raw
-    } else {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported Content-Encoding: {encoding}"),
-        ));
+    let encoding = BodyEncoding {
+        content_encoding: header(CONTENT_ENCODING.as_str()).unwrap_or(""),
+        gz_param: query.iter().any(|(k, v)| k == "gz" && v == "1"),
+        statsig_encoded: query.iter().any(|(k, v)| k == "se" && v == "1")
+            || header("statsig-encoded") == Some("1"),
     };
-    let statsig_encoded =
-        query.iter().any(|(k, v)| k == "se" && v == "1") || header("statsig-encoded") == Some("1");
-    if statsig_encoded {
-        body = statsig_decode(&body)?;
-    }
+    let body = decode_body(raw, &encoding, limits.max_decoded)?;
     Ok(Decoded {
         headers: parts.headers,
         query,
         body,
     })
+}
+
+/// How a request body was encoded on the way in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BodyEncoding<'a> {
+    /// The `Content-Encoding` header (`gzip`, `zstd`, `identity` or empty).
+    pub content_encoding: &'a str,
+    /// js-client's `?gz=1`: gzip without a header.
+    pub gz_param: bool,
+    /// js-client's `?se=1` / legacy `STATSIG-ENCODED: 1`: reversed base64.
+    pub statsig_encoded: bool,
+}
+
+/// Undoes the body's encodings, stopping at `max_decoded` bytes (gzip/zstd bombs).
+pub fn decode_body(
+    raw: Bytes,
+    encoding: &BodyEncoding<'_>,
+    max_decoded: usize,
+) -> Result<Bytes, ApiError> {
+    let content_encoding = encoding.content_encoding.to_ascii_lowercase();
+    let mut body = match content_encoding.as_str() {
+        "gzip" => inflate(flate2::read::GzDecoder::new(&raw[..]), max_decoded, "gzip")?,
+        "" if encoding.gz_param => {
+            inflate(flate2::read::GzDecoder::new(&raw[..]), max_decoded, "gzip")?
+        }
+        "zstd" => {
+            let decoder = zstd::stream::read::Decoder::new(&raw[..]).map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("bad zstd body: {e}"))
+            })?;
+            inflate(decoder, max_decoded, "zstd")?
+        }
+        "" | "identity" => raw,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding: {other}"),
+            ))
+        }
+    };
+    if encoding.statsig_encoded {
+        body = statsig_decode(&body)?;
+    }
+    Ok(body)
 }
 
 fn inflate(mut reader: impl Read, max: usize, what: &str) -> Result<Bytes, ApiError> {
