@@ -137,12 +137,8 @@ impl Ruleset {
         out.raw("{");
         out.key("name");
         out.string(name);
-        out.raw(",");
-        out.key("rule_id");
-        out.string(eval.rule_id);
-        out.raw(",");
-        out.key("id_type");
-        out.string(eval.id_type);
+        out.str_field("rule_id", eval.rule_id);
+        out.str_field("id_type", eval.id_type);
         out.raw(",");
         out.key("secondary_exposures");
         self.write_exposures(out, &eval.secondary_exposures, hash);
@@ -156,24 +152,19 @@ impl Ruleset {
             Some(v @ Value::Object(_)) => out.json(v),
             _ => out.raw("{}"),
         }
-        out.raw(",");
-        out.key("group");
-        out.string(eval.rule_id);
-        out.raw(",");
-        out.key("is_device_based");
-        out.boolean(matches!(eval.id_type, "stableID" | "stableid"));
+        out.str_field("group", eval.rule_id);
+        out.bool_field(
+            "is_device_based",
+            matches!(eval.id_type, "stableID" | "stableid"),
+        );
         let is_experiment = kind == SpecKind::Config && &*spec.entity == "experiment";
         if kind == SpecKind::Config && !is_experiment {
-            out.raw(",");
-            out.key("passed");
-            out.boolean(eval.bool_value);
+            out.bool_field("passed", eval.bool_value);
             out.raw("}");
             return;
         }
         if let Some(group_name) = eval.group_name {
-            out.raw(",");
-            out.key("group_name");
-            out.string(group_name);
+            out.str_field("group_name", group_name);
         }
         let delegate = eval.config_delegate.filter(|d| !d.is_empty());
         if kind == SpecKind::Layer {
@@ -188,9 +179,10 @@ impl Ruleset {
             out.key("explicit_parameters");
             out.strings(eval.explicit_parameters.unwrap_or(&[]));
             if let Some(delegate) = delegate {
-                out.raw(",");
-                out.key("allocated_experiment_name");
-                out.string(&self.hashed_name(SpecKind::Config, delegate, hash));
+                out.str_field(
+                    "allocated_experiment_name",
+                    &self.hashed_name(SpecKind::Config, delegate, hash),
+                );
             }
         } else {
             if eval.is_in_layer {
@@ -203,12 +195,8 @@ impl Ruleset {
             }
         }
         if is_experiment || delegate.is_some() {
-            out.raw(",");
-            out.key("is_experiment_active");
-            out.boolean(eval.is_experiment_active);
-            out.raw(",");
-            out.key("is_user_in_experiment");
-            out.boolean(eval.is_experiment_group);
+            out.bool_field("is_experiment_active", eval.is_experiment_active);
+            out.bool_field("is_user_in_experiment", eval.is_experiment_group);
         }
         out.raw("}");
     }
@@ -302,6 +290,20 @@ impl Writer {
 
     fn boolean(&mut self, b: bool) {
         self.raw(if b { "true" } else { "false" });
+    }
+
+    /// `,"key":"value"` (a field after the first).
+    fn str_field(&mut self, key: &str, value: &str) {
+        self.0.push(b',');
+        self.key(key);
+        self.string(value);
+    }
+
+    /// `,"key":true|false` (a field after the first).
+    fn bool_field(&mut self, key: &str, value: bool) {
+        self.0.push(b',');
+        self.key(key);
+        self.boolean(value);
     }
 
     fn json(&mut self, v: &Value) {

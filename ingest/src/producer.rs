@@ -83,6 +83,22 @@ pub enum SendError {
     NotAcknowledged(String),
 }
 
+/// The producer settings every Gatehouse producer uses (the load harness's raw-producer
+/// baseline too): idempotent, `acks=all`, lz4, 5 ms linger.
+pub fn producer_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", QUEUE_CAPACITY.to_string())
+        .set("message.timeout.ms", "30000");
+    config
+}
+
 impl EventSink {
     /// A producer for `brokers` (a bootstrap list).
     pub fn connect(
@@ -90,16 +106,7 @@ impl EventSink {
         exposures_topic: &str,
         events_topic: &str,
     ) -> Result<EventSink, KafkaError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "5")
-            .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", QUEUE_CAPACITY.to_string())
-            .set("message.timeout.ms", "30000");
+        let config = producer_config(brokers);
         let (produced, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let exposure_producer = config.create_with_context(CountDeliveries {
             produced: produced.clone(),

@@ -20,7 +20,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use ingest::http::{serve, AppState};
 use ingest::producer::EventSink;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
@@ -196,16 +195,7 @@ async fn front_door(brokers: &str) -> (std::net::SocketAddr, Arc<AppState>) {
 /// The librdkafka ceiling: `n` pre-serialized events of `size` bytes, produced and flushed
 /// with the front door's producer settings, no HTTP.
 fn raw_producer(brokers: &str, n: usize, payload: &[u8]) -> f64 {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap();
+    let producer: FutureProducer = ingest::producer::producer_config(brokers).create().unwrap();
     let started = Instant::now();
     for i in 0..n {
         let key = format!("u{}", i % 10_000);
