@@ -223,12 +223,12 @@ pub fn evaluate(state: &AppState, req: Decoded, endpoint: &'static str) -> Reply
                 .and_then(Value::as_bool)
                 != Some(true);
         let origin = Origin::new(&key.id, &req, &body, now_ms() as i64);
+        let loggable_user = std::cell::OnceCell::new();
         let expose = |kind: SpecKind, spec: &str, e: &Evaluation<'_>| {
             if let (true, Some(sink)) = (log_exposures, &state.events) {
                 if e.outcome != Outcome::Unrecognized {
-                    sink.send_exposure(&exposure_for(
-                        rs, kind, spec, e, &user_json, &user, &origin,
-                    ));
+                    let loggable = loggable_user.get_or_init(|| rs.loggable_user(&user_json));
+                    sink.send_exposure(&exposure_for(kind, spec, e, loggable, &user, &origin));
                 }
             }
         };

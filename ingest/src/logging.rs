@@ -1,7 +1,7 @@
 //! Turning SDK traffic into schema envelopes: `log_event` batches, and the exposures the
 //! evaluation API logs on the caller's behalf.
 
-use evaluator::{Evaluation, Ruleset, SpecKind, User};
+use evaluator::{Evaluation, SpecKind, User};
 use events::{Envelope, Exposure, SCHEMA_VERSION};
 use serde_json::{json, Map, Value};
 
@@ -91,19 +91,20 @@ fn event_time(v: Option<&Value>, fallback: i64) -> i64 {
         Some(Value::String(s)) => s
             .parse::<i64>()
             .ok()
-            .or_else(|| chrono_free_rfc3339(s))
+            .or_else(|| date_to_ms(s))
             .unwrap_or(fallback),
         _ => fallback,
     }
 }
 
-/// RFC 3339 via the evaluator's own parser (a user value with a date string has a timestamp).
-fn chrono_free_rfc3339(s: &str) -> Option<i64> {
+/// An ISO date as ms, parsed the way the evaluator parses user dates.
+fn date_to_ms(s: &str) -> Option<i64> {
     evaluator::DynValue::new(Value::String(s.to_owned())).timestamp
 }
 
-fn new_envelope(origin: &Origin, name: String, time: i64, user: &Value) -> Envelope {
-    let (unit_id_type, unit_id) = event_unit(user);
+/// A new envelope for a user that is already loggable (no `privateAttributes`).
+fn new_envelope(origin: &Origin, name: String, time: i64, user: Value) -> Envelope {
+    let (unit_id_type, unit_id) = event_unit(&user);
     Envelope {
         schema_version: SCHEMA_VERSION,
         event_id: uuid::Uuid::new_v4().to_string(),
@@ -115,7 +116,7 @@ fn new_envelope(origin: &Origin, name: String, time: i64, user: &Value) -> Envel
         sdk_version: origin.sdk_version.clone(),
         unit_id_type,
         unit_id,
-        user: without_private(user),
+        user,
         value: None,
         metadata: Map::new(),
         secondary_exposures: Vec::new(),
@@ -156,7 +157,7 @@ pub fn envelopes_from_batch(
             origin,
             name,
             event_time(ev.get("time"), origin.received_at_ms),
-            &user,
+            without_private(&user),
         );
         env.value = match ev.get("value") {
             None | Some(Value::Null) => None,
@@ -196,17 +197,21 @@ fn sdk_exposure(name: &str, metadata: &Map<String, Value>) -> Option<Exposure> {
 }
 
 /// The exposure the evaluation API logs for one answer, in Statsig's event shape.
+/// `loggable_user` is `Ruleset::loggable_user` of the request's user, computed once per request.
 pub fn exposure_for(
-    rules: &Ruleset,
     kind: SpecKind,
     name: &str,
     eval: &Evaluation<'_>,
-    user_json: &Value,
+    loggable_user: &Value,
     user: &User,
     origin: &Origin,
 ) -> Envelope {
-    let loggable = rules.loggable_user(user_json);
-    let mut env = new_envelope(origin, String::new(), origin.received_at_ms, &loggable);
+    let mut env = new_envelope(
+        origin,
+        String::new(),
+        origin.received_at_ms,
+        loggable_user.clone(),
+    );
     // Keyed by the spec's unit type, as Statsig bucketed it.
     if !eval.id_type.is_empty() {
         let lower = eval.id_type.to_lowercase();
