@@ -6,7 +6,10 @@
 //! events stay ordered in one partition. `schema_version` changes only with a breaking
 //! change; added optional fields keep the version. Documented in `docs/events.md`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The schema version this crate writes and reads.
@@ -47,12 +50,12 @@ pub struct Envelope {
     /// Custom events: the event's value (string or number).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
-    /// The event's metadata (exposures: Statsig's string-valued metadata).
-    #[serde(default)]
+    /// The event's metadata (exposures: Statsig's string-valued metadata); `null` reads as `{}`.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub metadata: Map<String, Value>,
-    /// Exposures: the nested gates that decided the answer.
+    /// Exposures: the nested gates that decided the answer (objects).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub secondary_exposures: Vec<Value>,
+    pub secondary_exposures: Vec<Map<String, Value>>,
     /// Exposures: the typed exposure fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure: Option<Exposure>,
@@ -75,15 +78,27 @@ pub struct Exposure {
     pub gate_value: Option<bool>,
 }
 
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+    Ok(Option::<Map<String, Value>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn check_version(version: u32) -> Result<(), String> {
+    if version == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(format!(
+            "schema_version {version} (this build reads {SCHEMA_VERSION})"
+        ))
+    }
+}
+
 impl Envelope {
-    /// Parses a message, refusing other schema versions.
+    /// Parses a message, refusing other schema versions and a `user` that is not an object.
     pub fn parse(bytes: &[u8]) -> Result<Envelope, String> {
         let env: Envelope = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if env.schema_version != SCHEMA_VERSION {
-            return Err(format!(
-                "schema_version {} (this build reads {SCHEMA_VERSION})",
-                env.schema_version
-            ));
+        check_version(env.schema_version)?;
+        if !env.user.is_object() {
+            return Err("user: must be an object".into());
         }
         Ok(env)
     }
@@ -91,6 +106,151 @@ impl Envelope {
     /// The message bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// A borrowed, typed view of one message for consumers that turn messages straight into
+/// columns (the Parquet sink): no JSON tree is built, strings borrow from the message unless
+/// escaped, and nested objects (`user`, `metadata`, `value`) stay raw JSON text. Accepts
+/// exactly the messages [`Envelope::parse`] accepts (tested below).
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeView<'a> {
+    /// See [`Envelope::schema_version`].
+    pub schema_version: u32,
+    /// See [`Envelope::event_id`].
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    /// See [`Envelope::event_name`].
+    #[serde(borrow)]
+    pub event_name: Cow<'a, str>,
+    /// See [`Envelope::event_time_ms`].
+    pub event_time_ms: i64,
+    /// See [`Envelope::received_at_ms`].
+    pub received_at_ms: i64,
+    /// See [`Envelope::key_id`].
+    #[serde(borrow)]
+    pub key_id: Cow<'a, str>,
+    /// See [`Envelope::sdk_type`].
+    #[serde(borrow, default)]
+    pub sdk_type: Option<Cow<'a, str>>,
+    /// See [`Envelope::sdk_version`].
+    #[serde(borrow, default)]
+    pub sdk_version: Option<Cow<'a, str>>,
+    /// See [`Envelope::unit_id_type`].
+    #[serde(borrow)]
+    pub unit_id_type: Cow<'a, str>,
+    /// See [`Envelope::unit_id`].
+    #[serde(borrow)]
+    pub unit_id: Cow<'a, str>,
+    /// See [`Envelope::user`]: raw JSON text.
+    #[serde(borrow)]
+    pub user: &'a RawValue,
+    /// See [`Envelope::value`]: raw JSON text.
+    #[serde(borrow, default)]
+    pub value: Option<&'a RawValue>,
+    /// See [`Envelope::metadata`]: raw JSON text (an object).
+    #[serde(borrow, default)]
+    pub metadata: Option<&'a RawValue>,
+    /// See [`Envelope::secondary_exposures`]; elements that are not objects are refused.
+    #[serde(borrow, default)]
+    pub secondary_exposures: Vec<SecondaryExposureView<'a>>,
+    /// See [`Envelope::exposure`].
+    #[serde(borrow, default)]
+    pub exposure: Option<ExposureView<'a>>,
+}
+
+/// One nested gate of an exposure, as Statsig writes it: `{gate, gateValue, ruleID}` with
+/// string values. Fields stay raw so a client's odd types never make the message unreadable.
+#[derive(Debug, Default, Deserialize)]
+pub struct SecondaryExposureView<'a> {
+    /// The nested gate's name.
+    #[serde(borrow, default)]
+    pub gate: Option<&'a RawValue>,
+    /// Its value: `"true"`/`"false"` (a JSON bool is accepted too).
+    #[serde(rename = "gateValue", borrow, default)]
+    pub gate_value: Option<&'a RawValue>,
+    /// Its deciding rule.
+    #[serde(rename = "ruleID", borrow, default)]
+    pub rule_id: Option<&'a RawValue>,
+}
+
+impl SecondaryExposureView<'_> {
+    /// The gate value as a bool (`None` when absent or neither `true` nor `"true"`/`"false"`).
+    pub fn gate_value(&self) -> Option<bool> {
+        match self.gate_value.map(RawValue::get) {
+            Some("true" | "\"true\"") => Some(true),
+            Some("false" | "\"false\"") => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// A raw JSON value as text: strings unescaped, `null` as `None`, anything else as its JSON.
+pub fn raw_text(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<Cow<'_, str>>(text).ok(),
+        _ if text == "null" => None,
+        _ => Some(Cow::Borrowed(text)),
+    }
+}
+
+/// See [`Exposure`].
+#[derive(Debug, Deserialize)]
+pub struct ExposureView<'a> {
+    /// See [`Exposure::kind`].
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+    /// See [`Exposure::name`].
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// See [`Exposure::rule_id`].
+    #[serde(borrow)]
+    pub rule_id: Cow<'a, str>,
+    /// See [`Exposure::group_name`].
+    #[serde(borrow, default)]
+    pub group_name: Option<Cow<'a, str>>,
+    /// See [`Exposure::gate_value`].
+    #[serde(default)]
+    pub gate_value: Option<bool>,
+}
+
+/// The two user fields analysts filter on most, read from the raw user without a tree.
+#[derive(Debug, Default, Deserialize)]
+pub struct UserKeysView<'a> {
+    /// `userID` (a string, or a number some clients send): raw JSON text.
+    #[serde(rename = "userID", borrow, default)]
+    pub user_id: Option<&'a RawValue>,
+    /// `statsigEnvironment`.
+    #[serde(rename = "statsigEnvironment", borrow, default)]
+    pub environment: Option<EnvironmentView<'a>>,
+}
+
+/// `statsigEnvironment` of a user.
+#[derive(Debug, Default, Deserialize)]
+pub struct EnvironmentView<'a> {
+    /// `tier` (`production`, `staging`, ...).
+    #[serde(borrow, default)]
+    pub tier: Option<Cow<'a, str>>,
+}
+
+impl<'a> EnvelopeView<'a> {
+    /// Parses a message, refusing other schema versions (the same rule as [`Envelope::parse`]).
+    pub fn parse(bytes: &'a [u8]) -> Result<EnvelopeView<'a>, String> {
+        let view: EnvelopeView<'a> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        check_version(view.schema_version)?;
+        if !view.user.get().starts_with('{') {
+            return Err("user: must be an object".into());
+        }
+        if view.metadata.is_some_and(|m| !m.get().starts_with('{')) {
+            return Err("metadata: must be an object".into());
+        }
+        Ok(view)
+    }
+
+    /// `user.userID` and `user.statsigEnvironment` (absent ones as `None`).
+    pub fn user_keys(&self) -> UserKeysView<'a> {
+        serde_json::from_str(self.user.get()).unwrap_or_default()
     }
 }
 
@@ -124,5 +284,87 @@ mod tests {
         assert!(Envelope::parse(other.to_string().as_bytes())
             .unwrap_err()
             .contains("schema_version 2"));
+    }
+
+    #[test]
+    fn the_view_accepts_what_the_owned_parse_accepts_and_reads_the_same() {
+        let valid = json!({
+            "schema_version": 1, "event_id": "e\u{e9}", "event_name": "statsig::gate_exposure",
+            "event_time_ms": 5, "received_at_ms": 6, "key_id": "k", "sdk_type": "js",
+            "unit_id_type": "userID", "unit_id": "u\"1",
+            "user": {"userID": 42, "statsigEnvironment": {"tier": "staging"}},
+            "metadata": {"gate": "g"},
+            "secondary_exposures": [{"gate": "n", "gateValue": "false", "ruleID": "r"},
+                                    {"gate": "m", "gateValue": true}],
+            "exposure": {"kind": "gate", "name": "g", "rule_id": "r", "gate_value": true}
+        });
+        let variant = |path: &str, v: Value| {
+            let mut m = valid.clone();
+            match v {
+                Value::Null if path.starts_with('-') => {
+                    m.as_object_mut().unwrap().remove(&path[1..]);
+                }
+                v => m[path] = v,
+            }
+            m.to_string()
+        };
+        let cases = [
+            valid.to_string(),
+            variant("metadata", Value::Null),
+            variant("-metadata", Value::Null),
+            variant("-secondary_exposures", Value::Null),
+            variant("-sdk_type", Value::Null),
+            variant("value", json!("9.5")),
+            variant("schema_version", json!(2)),
+            variant("user", json!("u")),
+            variant("user", Value::Null),
+            variant("metadata", json!([1])),
+            variant("secondary_exposures", json!(["g"])),
+            variant("-event_id", Value::Null),
+            variant("event_time_ms", json!("5")),
+            variant("exposure", json!({"kind": "gate"})),
+            "{not json".into(),
+        ];
+        for case in &cases {
+            let owned = Envelope::parse(case.as_bytes());
+            let view = EnvelopeView::parse(case.as_bytes());
+            assert_eq!(owned.is_ok(), view.is_ok(), "{case}: {owned:?} vs {view:?}");
+            let (Ok(owned), Ok(view)) = (owned, view) else {
+                continue;
+            };
+            assert_eq!(owned.event_id, view.event_id);
+            assert_eq!(owned.unit_id, view.unit_id);
+            assert_eq!(owned.sdk_type.as_deref(), view.sdk_type.as_deref());
+            let user: Value = serde_json::from_str(view.user.get()).unwrap();
+            assert_eq!(owned.user, user);
+            let metadata = view
+                .metadata
+                .map_or(Map::new(), |m| serde_json::from_str(m.get()).unwrap());
+            assert_eq!(owned.metadata, metadata);
+            assert_eq!(
+                owned.secondary_exposures.len(),
+                view.secondary_exposures.len()
+            );
+            assert_eq!(owned.exposure.is_some(), view.exposure.is_some());
+        }
+        let view_bytes = valid.to_string();
+        let view = EnvelopeView::parse(view_bytes.as_bytes()).unwrap();
+        assert_eq!(view.event_id, "e\u{e9}");
+        let keys = view.user_keys();
+        assert_eq!(keys.user_id.and_then(raw_text).as_deref(), Some("42"));
+        assert_eq!(keys.environment.unwrap().tier.as_deref(), Some("staging"));
+        let gates: Vec<_> = view
+            .secondary_exposures
+            .iter()
+            .map(|e| e.gate_value())
+            .collect();
+        assert_eq!(gates, [Some(false), Some(true)]);
+        assert_eq!(
+            view.secondary_exposures[0]
+                .gate
+                .and_then(raw_text)
+                .as_deref(),
+            Some("n")
+        );
     }
 }

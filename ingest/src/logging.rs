@@ -169,9 +169,15 @@ pub fn envelopes_from_batch(
             Some(Value::Object(m)) => m.clone(),
             Some(_) => return Err(format!("events[{i}].metadata: must be an object")),
         };
-        if let Some(Value::Array(sec)) = ev.get("secondaryExposures") {
-            env.secondary_exposures = sec.clone();
-        }
+        env.secondary_exposures = match ev.get("secondaryExposures") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(sec)) => sec
+                .iter()
+                .map(|e| e.as_object().cloned())
+                .collect::<Option<_>>()
+                .ok_or_else(|| format!("events[{i}].secondaryExposures: must be objects"))?,
+            Some(_) => return Err(format!("events[{i}].secondaryExposures: must be a list")),
+        };
         env.exposure = sdk_exposure(&env.event_name, &env.metadata);
         out.push(env);
     }
@@ -250,9 +256,13 @@ pub fn exposure_for(
     env.secondary_exposures = eval
         .secondary_exposures
         .iter()
-        .map(
-            |e| json!({"gate": e.gate, "gateValue": e.gate_value.to_string(), "ruleID": e.rule_id}),
-        )
+        .map(|e| {
+            Map::from_iter([
+                ("gate".to_owned(), e.gate.into()),
+                ("gateValue".to_owned(), e.gate_value.to_string().into()),
+                ("ruleID".to_owned(), e.rule_id.into()),
+            ])
+        })
         .collect();
     env.exposure = Some(Exposure {
         kind: kind_name.into(),
