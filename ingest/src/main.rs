@@ -2,11 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ingest::http::{serve, AppState};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +26,22 @@ struct Cli {
 enum Command {
     /// Run the front door (HTTP API) alone.
     Serve(ServeArgs),
+    /// Run the Parquet sink alone: a Kafka consumer-group member writing the exposures and
+    /// events topics to Parquet (run several with one --group to share the partitions).
+    Sink {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        sink: SinkArgs,
+    },
+    /// The whole thing on one machine: front door + embedded Kafka + Parquet sink.
+    /// Demo keys `secret-dev` / `client-dev` unless keys are given.
+    Up {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(flatten)]
+        sink: SinkArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -30,9 +49,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Statsig-format specs file (download_config_specs JSON, v1 or v2 shape); watched for changes.
+    /// Statsig-format specs file (download_config_specs JSON, v1 or v2 shape); watched for
+    /// changes. `up` defaults to the demo specs in docs/examples/specs.json.
     #[arg(long, env = "GATEHOUSE_SPECS")]
-    specs: PathBuf,
+    specs: Option<PathBuf>,
     /// Server secret key (secret-…); repeatable.
     #[arg(
         long = "server-key",
@@ -54,8 +74,17 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     console_keys: Vec<String>,
-    /// Kafka bootstrap servers; absent: an embedded in-process Kafka (librdkafka's mock
-    /// cluster, nothing persisted) for demos.
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// How often the specs file is checked for changes, in ms.
+    #[arg(long, env = "GATEHOUSE_SPECS_POLL_MS", default_value_t = 1000)]
+    specs_poll_ms: u64,
+}
+
+#[derive(clap::Args)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers; absent (serve, up): an embedded in-process Kafka
+    /// (librdkafka's mock cluster, nothing persisted) for demos.
     #[arg(long, env = "GATEHOUSE_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
     /// Topic for exposures.
@@ -64,9 +93,77 @@ struct ServeArgs {
     /// Topic for custom events.
     #[arg(long, env = "GATEHOUSE_EVENTS_TOPIC", default_value = events::EVENTS_TOPIC)]
     events_topic: String,
-    /// How often the specs file is checked for changes, in ms.
-    #[arg(long, env = "GATEHOUSE_SPECS_POLL_MS", default_value_t = 1000)]
-    specs_poll_ms: u64,
+}
+
+#[derive(clap::Args)]
+struct SinkArgs {
+    /// Root directory of the Parquet tables (exposures/, events/, dead_letters/).
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Consumer group of the sink processes.
+    #[arg(long, env = "GATEHOUSE_SINK_GROUP", default_value = "gatehouse-sink")]
+    group: String,
+    /// Publish a file at about this size (MiB)...
+    #[arg(long, env = "GATEHOUSE_SINK_MAX_FILE_MB", default_value_t = 128)]
+    max_file_mb: u64,
+    /// ... or at this many rows ...
+    #[arg(
+        long,
+        env = "GATEHOUSE_SINK_MAX_FILE_RECORDS",
+        default_value_t = 4_000_000
+    )]
+    max_file_records: u64,
+    /// ... or this many seconds after it was started (the longest data stays unpublished).
+    #[arg(long, env = "GATEHOUSE_SINK_MAX_FILE_AGE_SECS", default_value_t = 60)]
+    max_file_age_secs: u64,
+    /// Files open at once (partition × table × hour); bounds memory with the row-group size.
+    #[arg(long, env = "GATEHOUSE_SINK_MAX_OPEN_FILES", default_value_t = 32)]
+    max_open_files: usize,
+    /// Events up to this many hours late go to their event hour; later ones to the hour
+    /// they were received.
+    #[arg(long, env = "GATEHOUSE_SINK_MAX_LATENESS_HOURS", default_value_t = 72)]
+    max_lateness_hours: u64,
+    /// How long a silent sink keeps its partitions before the group moves them (ms).
+    #[arg(
+        long,
+        env = "GATEHOUSE_SINK_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    session_timeout_ms: u64,
+}
+
+impl SinkArgs {
+    fn config(&self) -> sink::SinkConfig {
+        sink::SinkConfig {
+            max_file_bytes: self.max_file_mb << 20,
+            max_file_records: self.max_file_records,
+            max_file_age: Duration::from_secs(self.max_file_age_secs),
+            max_open_files: self.max_open_files.max(1),
+            max_lateness: Duration::from_secs(self.max_lateness_hours * 3600),
+            ..sink::SinkConfig::new(&self.data_dir)
+        }
+    }
+
+    /// Starts the sink on its own thread; it stops, publishing its open files, when `stop`
+    /// is set.
+    fn spawn(
+        &self,
+        brokers: &str,
+        kafka: &KafkaArgs,
+        stop: Arc<AtomicBool>,
+    ) -> std::thread::JoinHandle<Result<sink::Stats, String>> {
+        let options = sink::ConsumerOptions {
+            brokers: brokers.to_owned(),
+            group_id: self.group.clone(),
+            topics: vec![kafka.exposures_topic.clone(), kafka.events_topic.clone()],
+            session_timeout: Duration::from_millis(self.session_timeout_ms),
+        };
+        let config = self.config();
+        std::thread::Builder::new()
+            .name("sink".into())
+            .spawn(move || sink::run(&options, config, &stop))
+            .expect("spawning the sink thread")
+    }
 }
 
 #[tokio::main]
@@ -76,32 +173,67 @@ async fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let Command::Serve(args) = Cli::parse().command;
-    if let Err(error) = run(args).await {
+    let result = match Cli::parse().command {
+        Command::Serve(args) => serve_front_door(args, None).await,
+        Command::Sink { kafka, sink } => run_sink(kafka, sink).await,
+        Command::Up { serve, sink } => serve_front_door(serve, Some(sink)).await,
+    };
+    if let Err(error) = result {
         tracing::error!("{error}");
         std::process::exit(1);
     }
 }
 
-async fn run(args: ServeArgs) -> Result<(), String> {
+/// The embedded Kafka (librdkafka's in-process mock cluster) with both topics created.
+fn embedded_kafka(
+    kafka: &KafkaArgs,
+) -> Result<MockCluster<'static, DefaultProducerContext>, String> {
+    let cluster = MockCluster::new(1).map_err(|e| format!("embedded Kafka: {e}"))?;
+    for topic in [&kafka.exposures_topic, &kafka.events_topic] {
+        cluster
+            .create_topic(topic, 4, 1)
+            .map_err(|e| format!("embedded Kafka topic {topic}: {e}"))?;
+    }
+    tracing::warn!(
+        brokers = %cluster.bootstrap_servers(),
+        "no --kafka-brokers: using an embedded in-memory Kafka (not persisted)"
+    );
+    Ok(cluster)
+}
+
+/// Runs the front door until SIGTERM/SIGINT; with `sink` (`up`), a sink beside it, stopped
+/// after the front door has drained and flushed so that the last events reach Parquet.
+async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result<(), String> {
+    let demo = sink.is_some();
     // The embedded Kafka lives as long as the server.
     let mut _embedded = None;
-    let brokers = match &args.kafka_brokers {
+    let brokers = match &args.kafka.kafka_brokers {
         Some(brokers) => brokers.clone(),
         None => {
-            let cluster = rdkafka::mocking::MockCluster::new(1)
-                .map_err(|e| format!("embedded Kafka: {e}"))?;
+            let cluster = embedded_kafka(&args.kafka)?;
             let brokers = cluster.bootstrap_servers();
-            tracing::warn!(%brokers, "no --kafka-brokers: using an embedded in-memory Kafka (not persisted)");
             _embedded = Some(cluster);
             brokers
         }
     };
-    let sink =
-        ingest::producer::EventSink::connect(&brokers, &args.exposures_topic, &args.events_topic)
-            .map_err(|e| format!("Kafka producer: {e}"))?;
+    let specs = match (args.specs.take(), demo) {
+        (Some(specs), _) => specs,
+        (None, true) => PathBuf::from(DEMO_SPECS),
+        (None, false) => return Err("--specs (or GATEHOUSE_SPECS) is required".into()),
+    };
+    if demo && args.server_keys.is_empty() && args.client_keys.is_empty() {
+        tracing::warn!("no keys given: using the demo keys secret-dev and client-dev");
+        args.server_keys.push("secret-dev".into());
+        args.client_keys.push("client-dev".into());
+    }
+    let events = ingest::producer::EventSink::connect(
+        &brokers,
+        &args.kafka.exposures_topic,
+        &args.kafka.events_topic,
+    )
+    .map_err(|e| format!("Kafka producer: {e}"))?;
     let state = Arc::new(AppState {
-        events: Some(Arc::new(sink)),
+        events: Some(Arc::new(events)),
         ..AppState::default()
     });
     for (keys, expected) in [
@@ -119,23 +251,69 @@ async fn run(args: ServeArgs) -> Result<(), String> {
             tracing::info!(key_id = %record.id, kind = ?record.kind, "key loaded");
         }
     }
-    state.rules.load_file(&args.specs)?;
-    tokio::spawn(state.rules.clone().watch(
-        args.specs.clone(),
-        Duration::from_millis(args.specs_poll_ms),
-    ));
+    state.rules.load_file(&specs)?;
+    tokio::spawn(
+        state
+            .rules
+            .clone()
+            .watch(specs.clone(), Duration::from_millis(args.specs_poll_ms)),
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(addr = %args.listen, "front door listening");
+
+    // `up`: the sink reads what the front door writes, from the same (maybe embedded) Kafka.
+    let stop_sink = Arc::new(AtomicBool::new(false));
+    let sink = sink.map(|sink| {
+        tracing::info!(dir = %sink.data_dir.display(), "sink writing Parquet");
+        sink.spawn(&brokers, &args.kafka, stop_sink.clone())
+    });
+
     serve(listener, state.clone(), shutdown_signal()).await;
-    if let Some(sink) = &state.events {
-        let sink = sink.clone();
-        let _ = tokio::task::spawn_blocking(move || sink.flush(Duration::from_secs(30))).await;
+    if let Some(events) = &state.events {
+        let events = events.clone();
+        let _ = tokio::task::spawn_blocking(move || events.flush(Duration::from_secs(30))).await;
     }
-    tracing::info!("stopped");
+    tracing::info!("front door stopped");
+    if let Some(sink) = sink {
+        // Give the sink a moment to read the last flushed events before it publishes.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop_sink.store(true, Ordering::Relaxed);
+        return sink_outcome(tokio::task::spawn_blocking(move || sink.join()).await);
+    }
     Ok(())
 }
+
+type SinkJoin = Result<std::thread::Result<Result<sink::Stats, String>>, tokio::task::JoinError>;
+
+fn sink_outcome(joined: SinkJoin) -> Result<(), String> {
+    match joined {
+        Ok(Ok(result)) => result.map(|_| ()),
+        _ => Err("the sink thread panicked".into()),
+    }
+}
+
+/// `gatehouse sink`: consumes until SIGTERM/SIGINT, then publishes its open files.
+async fn run_sink(kafka: KafkaArgs, sink: SinkArgs) -> Result<(), String> {
+    let brokers = kafka
+        .kafka_brokers
+        .clone()
+        .ok_or("the sink needs --kafka-brokers (GATEHOUSE_KAFKA_BROKERS)")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = sink.spawn(&brokers, &kafka, stop.clone());
+    let mut handle = tokio::task::spawn_blocking(move || handle.join());
+    tokio::select! {
+        // Ended on its own: a fatal error.
+        joined = &mut handle => return sink_outcome(joined),
+        _ = shutdown_signal() => {}
+    }
+    stop.store(true, Ordering::Relaxed);
+    sink_outcome(handle.await)
+}
+
+/// The demo specs `up` serves when no --specs is given.
+const DEMO_SPECS: &str = "docs/examples/specs.json";
 
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -144,5 +322,5 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down: draining in-flight requests");
+    tracing::info!("shutting down");
 }
