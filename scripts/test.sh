@@ -40,7 +40,8 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
-  -r evaluator/tests/conformance/requirements.txt -r ingest/tests/sdk/requirements.txt
+  -r evaluator/tests/conformance/requirements.txt -r ingest/tests/sdk/requirements.txt \
+  -r sink/tests/requirements.txt
 
 step "node: @statsig/js-client (npm)"
 command -v node >/dev/null || { echo "missing: node" >&2; exit 1; }
@@ -78,6 +79,14 @@ set +e
 sdk_status=${PIPESTATUS[0]}
 set -e
 [ "$sdk_status" -eq 0 ] || { tail -20 "$cache/real_sdks.stderr" >&2; status=1; }
+
+step "the sink on the real broker: kill -9, two sinks in one group, read back by DuckDB and pyarrow"
+set +e
+"$venv/bin/python" sink/tests/kill_test.py target/debug/gatehouse \
+  2> "$cache/kill_test.stderr" | tee -a "$log"
+kill_status=${PIPESTATUS[0]}
+set -e
+[ "$kill_status" -eq 0 ] || { tail -40 "$cache/kill_test.stderr" >&2; status=1; }
 
 step "docker-compose.yml against the binary's flags (no Docker engine here)"
 "$venv/bin/python" scripts/check_compose.py target/debug/gatehouse | tee -a "$log" || status=1
