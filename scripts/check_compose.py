@@ -1,6 +1,7 @@
 """Validates docker-compose.yml as far as a machine without a Docker engine can: it parses,
 Kafka's image version equals the broker the tests run (scripts/kafka/pom.xml), and every
-flag and environment variable given to gatehouse exists in `gatehouse serve --help`.
+flag and environment variable given to a gatehouse service exists in the `--help` of the
+subcommand it runs.
 
 Usage: check_compose.py GATEHOUSE_BINARY   (prints "N passed, M failed")
 """
@@ -17,19 +18,23 @@ def main():
     compose = yaml.safe_load(open("docker-compose.yml"))
     pom = open("scripts/kafka/pom.xml").read()
     kafka_version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
-    help_text = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True, check=True).stdout
     checks = []
     services = compose.get("services", {})
-    checks.append(("services kafka and gatehouse", {"kafka", "gatehouse"} <= set(services)))
+    checks.append(("services kafka, gatehouse and sink", {"kafka", "gatehouse", "sink"} <= set(services)))
     checks.append((f"kafka image is apache/kafka:{kafka_version}",
                    services.get("kafka", {}).get("image") == f"apache/kafka:{kafka_version}"))
-    gatehouse = services.get("gatehouse", {})
-    for arg in gatehouse.get("command", [])[1:]:
-        if arg.startswith("--"):
-            checks.append((f"flag {arg} exists", arg in help_text))
-    for var in gatehouse.get("environment", {}):
-        if var.startswith("GATEHOUSE_"):
-            checks.append((f"env {var} exists", var in help_text))
+    for name in ("gatehouse", "sink"):
+        service = services.get(name, {})
+        command = service.get("command", [])
+        subcommand = command[0] if command else ""
+        help_text = subprocess.run([binary, subcommand, "--help"], capture_output=True, text=True).stdout
+        checks.append((f"{name}: subcommand {subcommand!r} exists", bool(help_text)))
+        for arg in command[1:]:
+            if arg.startswith("--"):
+                checks.append((f"{name}: flag {arg} exists", arg in help_text))
+        for var in service.get("environment", {}):
+            if var.startswith("GATEHOUSE_"):
+                checks.append((f"{name}: env {var} exists", var in help_text))
     checks.append(("Dockerfile builds the gatehouse binary", "--bin gatehouse" in open("Dockerfile").read()))
     failed = [name for name, ok in checks if not ok]
     for name in failed:
