@@ -12,17 +12,17 @@
 //!   on disk. On assignment the sink resumes from the higher of the commit and the newest
 //!   footers: the files are the truth, the commit only a shortcut.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ahash::AHashMap as HashMap;
 use events::EnvelopeView;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::schema::types::ColumnPath;
+use std::collections::hash_map::Entry;
 
 use crate::layout::{Hour, Layout};
 use crate::part_file::{footer, PartFile, PublishError};

@@ -1,0 +1,314 @@
+//! Sink throughput: messages from Kafka to published, committed Parquet, next to the ceiling
+//! measured in the same run (the same messages through the same engine straight to Parquet,
+//! no Kafka), for a few row-group sizes.
+//!
+//!   cargo run --release -p gatehouse-benches --bin sink_load -- [--messages N] [--seconds S]
+//!
+//! Kafka: the broker in GATEHOUSE_KAFKA_BROKERS, else an in-process mock cluster. Bounded by
+//! messages and time.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use events::{Envelope, Exposure, SCHEMA_VERSION};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::{json, Map};
+use sink::engine::{Engine, Message, SinkConfig};
+
+const PARTITIONS: i32 = 4;
+
+struct Options {
+    messages: usize,
+    seconds: u64,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        messages: 1_000_000,
+        seconds: 120,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    for pair in args[1..].chunks(2) {
+        let value = pair.get(1).and_then(|v| v.parse().ok());
+        match (pair[0].as_str(), value) {
+            ("--messages", Some(v)) => o.messages = v,
+            ("--seconds", Some(v)) => o.seconds = v as u64,
+            _ => {
+                eprintln!("usage: sink_load [--messages N] [--seconds S]");
+                std::process::exit(2);
+            }
+        }
+    }
+    o
+}
+
+/// Messages shaped like the front door's: half gate exposures (with a nested gate), half
+/// custom events with a value and metadata; 10,000 users with a few attributes.
+fn messages(n: usize) -> Vec<Vec<u8>> {
+    let now = 1_795_000_000_000i64;
+    (0..n)
+        .map(|i| {
+            let unit = format!("user-{}", i % 10_000);
+            let country = ["US", "DE", "FR", "BR"][i % 4];
+            let user = json!({"userID": unit, "email": format!("{unit}@example.com"),
+                "country": country, "appVersion": "3.2.1",
+                "statsigEnvironment": {"tier": "production"}, "custom": {"plan": "pro"}});
+            let exposure = i % 2 == 0;
+            let mut metadata = Map::new();
+            if exposure {
+                metadata.insert("gate".into(), "new_checkout".into());
+                metadata.insert("gateValue".into(), (i % 4 == 0).to_string().into());
+                metadata.insert("ruleID".into(), "half_of_us_users".into());
+            } else {
+                metadata.insert("page".into(), "cart".into());
+            }
+            Envelope {
+                schema_version: SCHEMA_VERSION,
+                event_id: uuid_like(i as u64),
+                event_name: if exposure {
+                    "statsig::gate_exposure"
+                } else {
+                    "purchase"
+                }
+                .into(),
+                event_time_ms: now + i as i64,
+                received_at_ms: now + i as i64 + 3,
+                key_id: "4f2a9c0e1b7d".into(),
+                sdk_type: Some("py-server".into()),
+                sdk_version: Some("0.24.0".into()),
+                unit_id_type: "userID".into(),
+                unit_id: unit,
+                user,
+                value: (!exposure).then(|| json!(format!("{}.99", i % 100))),
+                metadata,
+                secondary_exposures: if exposure {
+                    vec![Map::from_iter([
+                        ("gate".to_owned(), json!("employees")),
+                        ("gateValue".to_owned(), json!("false")),
+                        ("ruleID".to_owned(), json!("default")),
+                    ])]
+                } else {
+                    Vec::new()
+                },
+                exposure: exposure.then(|| Exposure {
+                    kind: "gate".into(),
+                    name: "new_checkout".into(),
+                    rule_id: "half_of_us_users".into(),
+                    group_name: None,
+                    gate_value: Some(i % 4 == 0),
+                }),
+            }
+            .to_bytes()
+        })
+        .collect()
+}
+
+/// A random-looking UUID v4 text (deterministic): event ids do not compress like counters.
+fn uuid_like(i: u64) -> String {
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    };
+    let (a, b) = (mix(i), mix(i ^ 0x9e3779b97f4a7c15));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn config(dir: &Path, row_group_mb: usize) -> SinkConfig {
+    SinkConfig {
+        row_group_bytes: row_group_mb << 20,
+        max_file_age: Duration::from_secs(1),
+        ..SinkConfig::new(dir)
+    }
+}
+
+/// The ceiling: the engine alone (parse, Arrow builders, Parquet encode, publish).
+fn ceiling(msgs: &[Vec<u8>], dir: &Path, row_group_mb: usize) -> (Duration, u64, u64) {
+    let start = Instant::now();
+    let mut engine = Engine::new(config(dir, row_group_mb)).expect("engine");
+    for (i, payload) in msgs.iter().enumerate() {
+        engine
+            .on_message(Message {
+                topic: "bench",
+                partition: i as i32 % PARTITIONS,
+                offset: i as i64 / PARTITIONS as i64,
+                timestamp_ms: None,
+                key: None,
+                payload: Some(payload),
+            })
+            .expect("write");
+    }
+    let all = engine.assigned();
+    engine.revoke(&all);
+    let stats = engine.stats();
+    (
+        start.elapsed(),
+        stats.bytes_published,
+        stats.files_published,
+    )
+}
+
+/// Rows in the published files under `dir` (footers only; cached per file).
+fn published_rows(dir: &Path, seen: &mut HashMap<PathBuf, u64>) -> u64 {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") && !seen.contains_key(&path)
+            {
+                let rows = fs::File::open(&path)
+                    .ok()
+                    .and_then(|f| SerializedFileReader::new(f).ok())
+                    .map_or(0, |r| r.metadata().file_metadata().num_rows() as u64);
+                seen.insert(path, rows);
+            }
+        }
+    }
+    seen.values().sum()
+}
+
+/// End to end: the messages are produced first (not timed), then a sink consumes them; the
+/// clock stops when every row is in a published file.
+fn end_to_end(
+    msgs: &[Vec<u8>],
+    brokers: &str,
+    topic: &str,
+    dir: &Path,
+    limit: Duration,
+) -> Option<Duration> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("compression.type", "lz4")
+        .create()
+        .expect("producer");
+    for (i, payload) in msgs.iter().enumerate() {
+        let key = (i % 10_000).to_string();
+        let mut record = BaseRecord::to(topic).payload(payload).key(&key);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = back;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let options = sink::ConsumerOptions {
+        brokers: brokers.to_owned(),
+        group_id: format!("{topic}-group"),
+        topics: vec![topic.to_owned()],
+        session_timeout: Duration::from_secs(10),
+    };
+    let start = Instant::now();
+    let worker = {
+        let stop = stop.clone();
+        let config = config(dir, 16);
+        std::thread::spawn(move || sink::run(&options, config, &stop))
+    };
+    let mut seen = HashMap::new();
+    let mut done = None;
+    while start.elapsed() < limit {
+        if published_rows(dir, &mut seen) >= msgs.len() as u64 {
+            done = Some(start.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = worker.join();
+    done
+}
+
+fn main() {
+    let o = options();
+    let msgs = messages(o.messages);
+    let bytes: usize = msgs.iter().map(Vec::len).sum();
+    println!(
+        "{} messages, {:.0} bytes each on average",
+        msgs.len(),
+        bytes as f64 / msgs.len() as f64
+    );
+    let rate = |d: Duration| msgs.len() as f64 / d.as_secs_f64();
+    let mut ceiling_rate = 0.0;
+    for row_group_mb in [4, 16, 64] {
+        let dir = tempdir("ceiling");
+        let (took, file_bytes, files) = ceiling(&msgs, &dir, row_group_mb);
+        println!(
+            "ceiling (engine alone), row groups ≤ {row_group_mb:>2} MiB: {:>9.0} msg/s  {:>5.1} bytes/row on disk ({files} files, {:.1}x smaller than the JSON)",
+            rate(took),
+            file_bytes as f64 / msgs.len() as f64,
+            bytes as f64 / file_bytes as f64
+        );
+        if row_group_mb == 16 {
+            ceiling_rate = rate(took);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    if std::env::var_os("SINK_LOAD_CEILING_ONLY").is_some() {
+        return;
+    }
+    // A fresh topic per run (the broker auto-creates it with its default partition count).
+    let topic = format!("sinkbench-{}", std::process::id());
+    let mut _cluster = None;
+    let brokers = match std::env::var("GATEHOUSE_KAFKA_BROKERS") {
+        Ok(b) => b,
+        Err(_) => {
+            let cluster = MockCluster::new(1).expect("mock cluster");
+            cluster
+                .create_topic(&topic, PARTITIONS, 1)
+                .expect("mock topic");
+            let b = cluster.bootstrap_servers();
+            _cluster = Some(cluster);
+            b
+        }
+    };
+    let kind = if _cluster.is_some() {
+        "mock cluster"
+    } else {
+        "broker"
+    };
+    let dir = tempdir("e2e");
+    match end_to_end(&msgs, &brokers, &topic, &dir, Duration::from_secs(o.seconds)) {
+        Some(took) => println!(
+            "end to end (Kafka {kind} -> published Parquet), 16 MiB: {:>9.0} msg/s = {:.0}% of the ceiling",
+            rate(took),
+            100.0 * rate(took) / ceiling_rate
+        ),
+        None => println!("end to end: not done within {} s", o.seconds),
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("gatehouse-sink-load-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    dir
+}
