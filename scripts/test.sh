@@ -88,6 +88,14 @@ kill_status=${PIPESTATUS[0]}
 set -e
 [ "$kill_status" -eq 0 ] || { tail -40 "$cache/kill_test.stderr" >&2; status=1; }
 
+step "gatehouse analyze against DuckDB and scipy over the same files"
+set +e
+"$venv/bin/python" sink/tests/analyze_test.py target/debug/gatehouse \
+  2> "$cache/analyze_test.stderr" | tee -a "$log"
+analyze_status=${PIPESTATUS[0]}
+set -e
+[ "$analyze_status" -eq 0 ] || { tail -40 "$cache/analyze_test.stderr" >&2; status=1; }
+
 step "docker-compose.yml against the binary's flags (no Docker engine here)"
 "$venv/bin/python" scripts/check_compose.py target/debug/gatehouse | tee -a "$log" || status=1
 

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ingest::http::{serve, AppState};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
@@ -34,6 +37,9 @@ enum Command {
         #[command(flatten)]
         sink: SinkArgs,
     },
+    /// Analyze one experiment or gate over the Parquet tables: units per group, sample
+    /// ratio mismatch, and a metric per group with lift versus control.
+    Analyze(AnalyzeArgs),
     /// The whole thing on one machine: front door + embedded Kafka + Parquet sink.
     /// Demo keys `secret-dev` / `client-dev` unless keys are given.
     Up {
@@ -132,6 +138,83 @@ struct SinkArgs {
     session_timeout_ms: u64,
 }
 
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    /// The experiment, dynamic config or gate (its `entity_name`).
+    name: String,
+    /// Root directory of the Parquet tables.
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// First day, YYYY-MM-DD (UTC, inclusive).
+    #[arg(long)]
+    from: Option<String>,
+    /// Last day, YYYY-MM-DD (UTC, inclusive).
+    #[arg(long)]
+    to: Option<String>,
+    /// Event name for the metric (conversion and value per exposed unit).
+    #[arg(long)]
+    event: Option<String>,
+    /// Control group (default: Control, or fail for a gate, else the first group).
+    #[arg(long)]
+    control: Option<String>,
+    /// Expected split for the sample-ratio check, e.g. Control=50,Test=50 (default: equal).
+    #[arg(long, value_delimiter = ',')]
+    split: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also write a self-contained HTML report (with a chart) to this file.
+    #[arg(long)]
+    html: Option<PathBuf>,
+}
+
+fn analyze(args: AnalyzeArgs) -> Result<(), String> {
+    let split = if args.split.is_empty() {
+        None
+    } else {
+        let parse = |pair: &String| {
+            let (group, weight) = pair.split_once('=')?;
+            Some((
+                group.to_owned(),
+                weight.parse::<f64>().ok().filter(|w| *w > 0.0)?,
+            ))
+        };
+        Some(
+            args.split
+                .iter()
+                .map(|p| parse(p).ok_or(format!("--split {p:?}: expected GROUP=WEIGHT")))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    };
+    for day in [&args.from, &args.to].into_iter().flatten() {
+        if chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_err() {
+            return Err(format!("{day:?}: expected a date YYYY-MM-DD"));
+        }
+    }
+    let report = sink::analyze::analyze(&sink::analyze::AnalyzeOptions {
+        root: args.data_dir,
+        entity: args.name,
+        from: args.from,
+        to: args.to,
+        event: args.event,
+        control: args.control,
+        split,
+    })?;
+    if let Some(path) = &args.html {
+        std::fs::write(path, sink::analyze::render_html(&report))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", sink::analyze::render_text(&report));
+    }
+    Ok(())
+}
+
 impl SinkArgs {
     fn config(&self) -> sink::SinkConfig {
         sink::SinkConfig {
@@ -168,7 +251,9 @@ impl SinkArgs {
 
 #[tokio::main]
 async fn main() {
+    // Logs go to stderr: stdout carries data (`analyze --json`).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -177,11 +262,34 @@ async fn main() {
         Command::Serve(args) => serve_front_door(args, None).await,
         Command::Sink { kafka, sink } => run_sink(kafka, sink).await,
         Command::Up { serve, sink } => serve_front_door(serve, Some(sink)).await,
+        Command::Analyze(args) => analyze(args),
     };
     if let Err(error) = result {
         tracing::error!("{error}");
         std::process::exit(1);
     }
+}
+
+/// Creates the two topics with the broker's default partitions and replication, unless
+/// they exist.
+async fn ensure_topics(brokers: &str, kafka: &KafkaArgs) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| format!("Kafka admin client: {e}"))?;
+    let topics = [&kafka.exposures_topic, &kafka.events_topic]
+        .map(|name| NewTopic::new(name, -1, TopicReplication::Fixed(-1)));
+    let results = admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .map_err(|e| format!("creating topics: {e}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(format!("creating topic {topic}: {code}")),
+        }
+    }
+    Ok(())
 }
 
 /// The embedded Kafka (librdkafka's in-process mock cluster) with both topics created.
@@ -208,6 +316,12 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
     // The embedded Kafka lives as long as the server.
     let mut _embedded = None;
     let brokers = match &args.kafka.kafka_brokers {
+        // `up` on a real cluster: the sink subscribes before the first event would
+        // auto-create the topics, so create them (broker defaults) first.
+        Some(brokers) if demo => {
+            ensure_topics(brokers, &args.kafka).await?;
+            brokers.clone()
+        }
         Some(brokers) => brokers.clone(),
         None => {
             let cluster = embedded_kafka(&args.kafka)?;
@@ -277,8 +391,7 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
     }
     tracing::info!("front door stopped");
     if let Some(sink) = sink {
-        // Give the sink a moment to read the last flushed events before it publishes.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The sink reads on to the end of its partitions before it publishes and stops.
         stop_sink.store(true, Ordering::Relaxed);
         return sink_outcome(tokio::task::spawn_blocking(move || sink.join()).await);
     }

@@ -93,6 +93,84 @@ fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, commits: &[Commit], mo
     }
 }
 
+/// Polls one message (up to 100 ms) and files it.
+fn poll_once(consumer: &BaseConsumer<SinkContext>) -> Result<(), String> {
+    match consumer.poll(Duration::from_millis(100)) {
+        Some(Ok(record)) => {
+            let message = Message {
+                topic: record.topic(),
+                partition: record.partition(),
+                offset: record.offset(),
+                timestamp_ms: record.timestamp().to_millis(),
+                key: record.key(),
+                payload: record.payload(),
+            };
+            let mut engine = consumer.context().engine();
+            match engine.on_message(message) {
+                Ok(None) => {}
+                Ok(Some(resume)) => {
+                    drop(engine);
+                    tracing::info!(
+                        topic = message.topic,
+                        partition = message.partition,
+                        from = message.offset,
+                        to = resume,
+                        "skipping what the files hold"
+                    );
+                    if let Err(e) = consumer.seek(
+                        message.topic,
+                        message.partition,
+                        Offset::Offset(resume),
+                        Duration::from_secs(5),
+                    ) {
+                        tracing::warn!("seek failed (messages are skipped instead): {e}");
+                    }
+                }
+                Err(e) => {
+                    engine.abandon();
+                    return Err(format!("sink stopped: {e}"));
+                }
+            }
+        }
+        Some(Err(e)) => tracing::warn!("Kafka: {e}"),
+        None => {}
+    }
+    Ok(())
+}
+
+/// On stop, reads on up to the end each assigned partition had at that moment (bounded by
+/// [`DRAIN_LIMIT`]), so that what the front door had written before a shutdown is in the
+/// files the sink publishes.
+fn drain(consumer: &BaseConsumer<SinkContext>) -> Result<(), String> {
+    let assigned = consumer.context().engine().assigned();
+    let ends: Vec<(String, i32, i64)> = assigned
+        .into_iter()
+        .filter_map(|(topic, partition)| {
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, partition, Duration::from_secs(5))
+                .ok()?;
+            Some((topic, partition, high))
+        })
+        .collect();
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    let behind = || {
+        let mut engine = consumer.context().engine();
+        ends.iter()
+            .any(|(t, p, high)| engine.position(t, *p).is_some_and(|pos| pos < *high))
+    };
+    while behind() {
+        if Instant::now() >= deadline {
+            tracing::warn!("stop: drain time exceeded; the rest stays in Kafka for the next run");
+            break;
+        }
+        poll_once(consumer)?;
+    }
+    Ok(())
+}
+
+/// How long a stopping sink keeps reading to the end of its partitions.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
 /// Runs one sink process until `stop` is set or a fatal error; on stop, every open file is
 /// published and committed. Returns the counters.
 pub fn run(
@@ -115,6 +193,8 @@ pub fn run(
             options.session_timeout.as_millis().to_string(),
         )
         .set("enable.partition.eof", "false")
+        // Topics created after the sink started are picked up within seconds.
+        .set("topic.metadata.refresh.interval.ms", "5000")
         .create_with_context(context)
         .map_err(|e| format!("Kafka consumer: {e}"))?;
     let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
@@ -137,46 +217,7 @@ pub fn run(
             consumer.context().engine().abandon();
             return Err(fatal);
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(record)) => {
-                let message = Message {
-                    topic: record.topic(),
-                    partition: record.partition(),
-                    offset: record.offset(),
-                    timestamp_ms: record.timestamp().to_millis(),
-                    key: record.key(),
-                    payload: record.payload(),
-                };
-                let mut engine = consumer.context().engine();
-                match engine.on_message(message) {
-                    Ok(None) => {}
-                    Ok(Some(resume)) => {
-                        drop(engine);
-                        tracing::info!(
-                            topic = message.topic,
-                            partition = message.partition,
-                            from = message.offset,
-                            to = resume,
-                            "skipping what the files hold"
-                        );
-                        if let Err(e) = consumer.seek(
-                            message.topic,
-                            message.partition,
-                            Offset::Offset(resume),
-                            Duration::from_secs(5),
-                        ) {
-                            tracing::warn!("seek failed (messages are skipped instead): {e}");
-                        }
-                    }
-                    Err(e) => {
-                        engine.abandon();
-                        return Err(format!("sink stopped: {e}"));
-                    }
-                }
-            }
-            Some(Err(e)) => tracing::warn!("Kafka: {e}"),
-            None => {}
-        }
+        poll_once(&consumer)?;
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             let mut engine = consumer.context().engine();
@@ -197,6 +238,7 @@ pub fn run(
             }
         }
     }
+    drain(&consumer)?;
     let mut engine = consumer.context().engine();
     let assigned = engine.assigned();
     let commits = engine.revoke(&assigned);

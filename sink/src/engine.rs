@@ -493,6 +493,12 @@ impl Engine {
         commits
     }
 
+    /// One past the last offset handled in a partition (`None`: not held).
+    pub fn position(&mut self, topic: &str, partition: i32) -> Option<i64> {
+        let key = self.partition_key(topic, partition);
+        self.partitions.get(&key).map(|s| s.position)
+    }
+
     /// Every partition held now.
     pub fn assigned(&self) -> Vec<(String, i32)> {
         self.partitions

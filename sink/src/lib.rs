@@ -8,11 +8,14 @@
 //! - [`part_file`]: one file in progress, published atomically.
 //! - [`engine`]: the bookkeeping that makes replays safe (Kafka-free, unit-tested).
 //! - [`consumer`]: the consumer-group member around the engine.
+//! - [`analyze`]: `gatehouse analyze` over the tables ([`stats`]: its distributions).
 
+pub mod analyze;
 pub mod consumer;
 pub mod engine;
 pub mod layout;
 pub mod part_file;
+pub mod stats;
 pub mod table;
 
 pub use consumer::{run, ConsumerOptions};

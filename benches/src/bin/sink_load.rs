@@ -296,7 +296,11 @@ fn main() {
             b
         }
     };
-    let kind = if _cluster.is_some() { "mock cluster" } else { "broker" };
+    let kind = if _cluster.is_some() {
+        "mock cluster"
+    } else {
+        "broker"
+    };
     let limit = Duration::from_secs(o.seconds);
     let small = &msgs[..msgs.len().min(2_000)];
     let dir = tempdir("fixed");

@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -126,7 +127,9 @@ def main():
            "--events-topic", events_topic, "--exposures-topic", events_topic + ".exposures"]
     if brokers:
         cmd += ["--kafka-brokers", brokers]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Logs go to a file (a pipe nobody reads would block the server once full).
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     passed = failed = 0
     try:
         wait_ready(base, proc)
