@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +36,9 @@ enum Command {
         kafka: KafkaArgs,
         #[command(flatten)]
         sink: SinkArgs,
+        /// Serve the sink's Prometheus metrics (and /healthz) on this address.
+        #[arg(long, env = "GATEHOUSE_SINK_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Analyze one experiment or gate over the Parquet tables: units per group, sample
     /// ratio mismatch, and a metric per group with lift versus control.
@@ -234,12 +237,14 @@ impl SinkArgs {
         brokers: &str,
         kafka: &KafkaArgs,
         stop: Arc<AtomicBool>,
+        stats: Arc<Mutex<sink::Stats>>,
     ) -> std::thread::JoinHandle<Result<sink::Stats, String>> {
         let options = sink::ConsumerOptions {
             brokers: brokers.to_owned(),
             group_id: self.group.clone(),
             topics: vec![kafka.exposures_topic.clone(), kafka.events_topic.clone()],
             session_timeout: Duration::from_millis(self.session_timeout_ms),
+            stats,
         };
         let config = self.config();
         std::thread::Builder::new()
@@ -260,7 +265,11 @@ async fn main() {
         .init();
     let result = match Cli::parse().command {
         Command::Serve(args) => serve_front_door(args, None).await,
-        Command::Sink { kafka, sink } => run_sink(kafka, sink).await,
+        Command::Sink {
+            kafka,
+            sink,
+            metrics_listen,
+        } => run_sink(kafka, sink, metrics_listen).await,
         Command::Up { serve, sink } => serve_front_door(serve, Some(sink)).await,
         Command::Analyze(args) => analyze(args),
     };
@@ -346,8 +355,10 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
         &args.kafka.events_topic,
     )
     .map_err(|e| format!("Kafka producer: {e}"))?;
+    let sink_stats = Arc::new(Mutex::new(sink::Stats::default()));
     let state = Arc::new(AppState {
         events: Some(Arc::new(events)),
+        sink_stats: demo.then(|| sink_stats.clone()),
         ..AppState::default()
     });
     for (keys, expected) in [
@@ -381,7 +392,7 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
     let stop_sink = Arc::new(AtomicBool::new(false));
     let sink = sink.map(|sink| {
         tracing::info!(dir = %sink.data_dir.display(), "sink writing Parquet");
-        sink.spawn(&brokers, &args.kafka, stop_sink.clone())
+        sink.spawn(&brokers, &args.kafka, stop_sink.clone(), sink_stats)
     });
 
     serve(listener, state.clone(), shutdown_signal()).await;
@@ -398,6 +409,48 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
     Ok(())
 }
 
+/// `/metrics` (the sink's counters, Prometheus text) and `/healthz` for `gatehouse sink`.
+async fn serve_sink_metrics(listener: tokio::net::TcpListener, stats: Arc<Mutex<sink::Stats>>) {
+    use http_body_util::Full;
+    use hyper::{body::Bytes, Response, StatusCode};
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let stats = stats.clone();
+        let service =
+            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let body = match request.uri().path() {
+                    "/metrics" => Some(
+                        stats
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .render_prometheus(),
+                    ),
+                    "/healthz" => Some("ok\n".to_owned()),
+                    _ => None,
+                };
+                let response = match body {
+                    Some(body) => Response::new(Full::new(Bytes::from(body))),
+                    None => {
+                        let mut r = Response::new(Full::new(Bytes::from_static(
+                            b"{\"error\":\"not found\"}",
+                        )));
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                        r
+                    }
+                };
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
 type SinkJoin = Result<std::thread::Result<Result<sink::Stats, String>>, tokio::task::JoinError>;
 
 fn sink_outcome(joined: SinkJoin) -> Result<(), String> {
@@ -408,13 +461,25 @@ fn sink_outcome(joined: SinkJoin) -> Result<(), String> {
 }
 
 /// `gatehouse sink`: consumes until SIGTERM/SIGINT, then publishes its open files.
-async fn run_sink(kafka: KafkaArgs, sink: SinkArgs) -> Result<(), String> {
+async fn run_sink(
+    kafka: KafkaArgs,
+    sink: SinkArgs,
+    metrics_listen: Option<SocketAddr>,
+) -> Result<(), String> {
     let brokers = kafka
         .kafka_brokers
         .clone()
         .ok_or("the sink needs --kafka-brokers (GATEHOUSE_KAFKA_BROKERS)")?;
+    let stats = Arc::new(Mutex::new(sink::Stats::default()));
+    if let Some(addr) = metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        tracing::info!(%addr, "sink metrics on /metrics");
+        tokio::spawn(serve_sink_metrics(listener, stats.clone()));
+    }
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = sink.spawn(&brokers, &kafka, stop.clone());
+    let handle = sink.spawn(&brokers, &kafka, stop.clone(), stats);
     let mut handle = tokio::task::spawn_blocking(move || handle.join());
     tokio::select! {
         // Ended on its own: a fatal error.

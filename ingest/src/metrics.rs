@@ -120,6 +120,14 @@ impl Metrics {
                 rules.ruleset.time
             );
         }
+        if let Some(stats) = &state.sink_stats {
+            out.push_str(
+                &stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .render_prometheus(),
+            );
+        }
         let mut reply = bytes_reply(StatusCode::OK, out.into());
         reply.headers_mut().insert(
             CONTENT_TYPE,

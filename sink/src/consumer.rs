@@ -6,7 +6,7 @@
 //! processes in one group to use more).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -28,6 +28,8 @@ pub struct ConsumerOptions {
     /// How long a silent member keeps its partitions (a killed sink's partitions move
     /// after this).
     pub session_timeout: Duration,
+    /// Where the counters are published every second (for `/metrics`).
+    pub stats: Arc<Mutex<Stats>>,
 }
 
 struct SinkContext {
@@ -226,12 +228,13 @@ pub fn run(
                 return Err(format!("sink stopped: {e}"));
             }
             let commits = engine.take_commits();
+            *options.stats.lock().unwrap_or_else(|e| e.into_inner()) = engine.stats();
             drop(engine);
             commit(&consumer, &commits, CommitMode::Async);
         }
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
-            let stats = consumer.context().engine().stats().clone();
+            let stats = consumer.context().engine().stats();
             if stats != logged {
                 tracing::info!(?stats, "sink progress");
                 logged = stats;
@@ -242,7 +245,8 @@ pub fn run(
     let mut engine = consumer.context().engine();
     let assigned = engine.assigned();
     let commits = engine.revoke(&assigned);
-    let stats = engine.stats().clone();
+    let stats = engine.stats();
+    *options.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats.clone();
     drop(engine);
     commit(&consumer, &commits, CommitMode::Sync);
     tracing::info!(?stats, "sink stopped: open files published");

@@ -133,6 +133,33 @@ pub struct Stats {
     pub bytes_published: u64,
     /// Files dropped unpublished (revoke drain time exceeded, or a publish error on revoke).
     pub files_discarded: u64,
+    /// Files open now (gauge).
+    pub open_files: u64,
+    /// Partitions held now (gauge).
+    pub partitions: u64,
+}
+
+impl Stats {
+    /// The Prometheus text exposition of these counters (`gatehouse_sink_*`).
+    pub fn render_prometheus(&self) -> String {
+        let rows = [
+            ("messages_total", "counter", self.messages),
+            ("rows_total", "counter", self.rows),
+            ("dead_letters_total", "counter", self.dead_letters),
+            ("already_published_total", "counter", self.already_published),
+            ("files_published_total", "counter", self.files_published),
+            ("rows_published_total", "counter", self.rows_published),
+            ("bytes_published_total", "counter", self.bytes_published),
+            ("files_discarded_total", "counter", self.files_discarded),
+            ("open_files", "gauge", self.open_files),
+            ("partitions", "gauge", self.partitions),
+        ];
+        rows.iter()
+            .map(|(name, kind, value)| {
+                format!("# TYPE gatehouse_sink_{name} {kind}\ngatehouse_sink_{name} {value}\n")
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -190,9 +217,13 @@ impl Engine {
         })
     }
 
-    /// The counters so far.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// The counters so far, with the gauges filled in.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            open_files: self.files.len() as u64,
+            partitions: self.partitions.len() as u64,
+            ..self.stats.clone()
+        }
     }
 
     /// Files open now.

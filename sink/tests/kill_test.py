@@ -13,10 +13,12 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 
 import duckdb
@@ -35,6 +37,12 @@ counts = {"passed": 0, "failed": 0}
 def check(name, ok, detail=""):
     counts["passed" if ok else "failed"] += 1
     print(("ok   " if ok else "FAIL ") + name + ("" if ok else f": {detail}"), flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def create_topics(run):
@@ -84,10 +92,10 @@ class Sink:
         self.logpath = os.path.join(logdir, f"{name}.log")
         self.proc = None
 
-    def start(self):
+    def start(self, *extra):
         log = open(self.logpath, "a")
         self.proc = subprocess.Popen(
-            [BIN, "sink", "--kafka-brokers", BROKERS, "--exposures-topic", self.topics[0],
+            [BIN, "sink", *extra, "--kafka-brokers", BROKERS, "--exposures-topic", self.topics[0],
              "--events-topic", self.topics[1], "--data-dir", self.data, "--group", self.group,
              "--max-file-records", "700", "--max-file-age-secs", "1",
              "--session-timeout-ms", "6000"],
@@ -179,10 +187,16 @@ def kill_loop(workdir):
         sink.kill9()
         if round_ == 1:
             produce(topics, 15_000, 15_000, expected)
-    sink.start()
+    port = free_port()
+    sink.start("--metrics-listen", f"127.0.0.1:{port}")
     n = sum(len(v) for v in expected.values())
     done = wait_for(data, n, 240)
     check("kill -9 x5: the restarted sink catches up", done, f"{rows_on_disk(data)}/{n} rows")
+    time.sleep(1.5)  # the counters are published every second
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    published = re.search(r"^gatehouse_sink_rows_published_total (\d+)$", metrics, re.M)
+    check("kill -9 x5: /metrics counts the rows this run published",
+          published is not None and 0 < int(published.group(1)) <= n, metrics[:500])
     check("kill -9 x5: SIGTERM stops it cleanly", sink.stop() == 0)
     log = open(sink.logpath).read()
     orphans = sum(int(m) for m in re.findall(r"removed_temps=(\d+)", log))

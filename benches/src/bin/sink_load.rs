@@ -224,6 +224,7 @@ fn end_to_end(
         group_id: format!("{topic}-group"),
         topics: vec![topic.to_owned()],
         session_timeout: Duration::from_secs(10),
+        stats: Default::default(),
     };
     let start = Instant::now();
     let worker = {
