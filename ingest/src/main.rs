@@ -125,9 +125,14 @@ struct SinkArgs {
     /// ... or this many seconds after it was started (the longest data stays unpublished).
     #[arg(long, env = "GATEHOUSE_SINK_MAX_FILE_AGE_SECS", default_value_t = 60)]
     max_file_age_secs: u64,
-    /// Files open at once (partition × table × hour); bounds memory with the row-group size.
-    #[arg(long, env = "GATEHOUSE_SINK_MAX_OPEN_FILES", default_value_t = 32)]
+    /// Files open at once (partition × table × hour); at the cap the least recently written
+    /// is published early. Keep above 2 × partitions owned × hours receiving events.
+    #[arg(long, env = "GATEHOUSE_SINK_MAX_OPEN_FILES", default_value_t = 512)]
     max_open_files: usize,
+    /// Memory for rows not yet on disk, all files together (MiB); above it the biggest
+    /// files write their row groups out early.
+    #[arg(long, env = "GATEHOUSE_SINK_MAX_BUFFERED_MB", default_value_t = 256)]
+    max_buffered_mb: usize,
     /// Events up to this many hours late go to their event hour; later ones to the hour
     /// they were received.
     #[arg(long, env = "GATEHOUSE_SINK_MAX_LATENESS_HOURS", default_value_t = 72)]
@@ -225,6 +230,7 @@ impl SinkArgs {
             max_file_records: self.max_file_records,
             max_file_age: Duration::from_secs(self.max_file_age_secs),
             max_open_files: self.max_open_files.max(1),
+            max_buffered_bytes: self.max_buffered_mb.max(1) << 20,
             max_lateness: Duration::from_secs(self.max_lateness_hours * 3600),
             ..sink::SinkConfig::new(&self.data_dir)
         }

@@ -39,11 +39,16 @@ pub struct SinkConfig {
     pub max_file_records: u64,
     /// ... or was started this long ago (the most data stays unpublished at low volume).
     pub max_file_age: Duration,
-    /// Files open at once (one per partition × table × hour); at the cap the least recently
-    /// written one is published. This and `row_group_bytes` bound memory.
+    /// Files open at once (one per partition × table × hour; each holds a descriptor); at
+    /// the cap the least recently written one is published early. Keep it above
+    /// 2 × partitions owned × hours receiving events, or files get small.
     pub max_open_files: usize,
-    /// Rows are encoded into a row group of at most this many bytes held in memory.
+    /// Rows are encoded into row groups of at most this many bytes.
     pub row_group_bytes: usize,
+    /// Memory for rows not yet on disk, over all open files (Arrow builders plus the row
+    /// group being encoded): above it the biggest files write their row group out early.
+    /// This bounds memory whatever the number of open files.
+    pub max_buffered_bytes: usize,
     /// Events up to this late (event time before the receive time) go to their own hour;
     /// later ones, and any more than an hour in the future, to the hour they were received.
     pub max_lateness: Duration,
@@ -55,16 +60,17 @@ pub struct SinkConfig {
 }
 
 impl SinkConfig {
-    /// Defaults: files of up to 128 MiB, 4M rows or 60 s; 32 open files of ≤ 16 MiB row
-    /// groups (about 0.6 GiB at most); 72 h of lateness.
+    /// Defaults: files of up to 128 MiB, 4M rows or 60 s; row groups ≤ 16 MiB; 512 open
+    /// files; 256 MiB of buffered rows; 72 h of lateness.
     pub fn new(root: impl Into<PathBuf>) -> SinkConfig {
         SinkConfig {
             root: root.into(),
             max_file_bytes: 128 << 20,
             max_file_records: 4_000_000,
             max_file_age: Duration::from_secs(60),
-            max_open_files: 32,
+            max_open_files: 512,
             row_group_bytes: 16 << 20,
+            max_buffered_bytes: 256 << 20,
             max_lateness: Duration::from_secs(72 * 3600),
             revoke_drain: Duration::from_secs(20),
             zstd_level: 3,
@@ -133,6 +139,8 @@ pub struct Stats {
     pub bytes_published: u64,
     /// Files dropped unpublished (revoke drain time exceeded, or a publish error on revoke).
     pub files_discarded: u64,
+    /// Row groups written out early to keep within the memory budget.
+    pub row_groups_flushed_early: u64,
     /// Files open now (gauge).
     pub open_files: u64,
     /// Partitions held now (gauge).
@@ -151,6 +159,11 @@ impl Stats {
             ("rows_published_total", "counter", self.rows_published),
             ("bytes_published_total", "counter", self.bytes_published),
             ("files_discarded_total", "counter", self.files_discarded),
+            (
+                "row_groups_flushed_early_total",
+                "counter",
+                self.row_groups_flushed_early,
+            ),
             ("open_files", "gauge", self.open_files),
             ("partitions", "gauge", self.partitions),
         ];
@@ -199,6 +212,9 @@ pub struct Engine {
     files: HashMap<FileKey, PartFile>,
     stats: Stats,
 }
+
+/// Rows between two checks of the memory budget (the check walks the open files).
+const BUDGET_CHECK_EVERY: u64 = 1024;
 
 /// Future event times are trusted up to this much clock skew.
 const MAX_FUTURE_MS: i64 = 3_600_000;
@@ -368,7 +384,43 @@ impl Engine {
         if full {
             self.publish(key)?;
         }
+        if self.stats.rows % BUDGET_CHECK_EVERY == 0 {
+            self.enforce_memory_budget()?;
+        }
         Ok(None)
+    }
+
+    /// Bytes held in memory for rows not yet on disk, over all open files.
+    pub fn buffered_bytes(&self) -> usize {
+        self.files.values().map(PartFile::buffered_bytes).sum()
+    }
+
+    /// Writes the row groups of the biggest files out until the buffered bytes are under
+    /// half the budget (files stay open: only their memory is released).
+    fn enforce_memory_budget(&mut self) -> io::Result<()> {
+        let budget = self.config.max_buffered_bytes;
+        let mut total = self.buffered_bytes();
+        if total <= budget {
+            return Ok(());
+        }
+        let mut sizes: Vec<(usize, FileKey)> = self
+            .files
+            .iter()
+            .map(|(k, f)| (f.buffered_bytes(), *k))
+            .collect();
+        sizes.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (size, key) in sizes {
+            if total <= budget / 2 {
+                break;
+            }
+            self.files
+                .get_mut(&key)
+                .expect("listed above")
+                .flush_row_group()?;
+            total -= size;
+            self.stats.row_groups_flushed_early += 1;
+        }
+        Ok(())
     }
 
     fn hour_of(&self, env: &EnvelopeView<'_>) -> Hour {

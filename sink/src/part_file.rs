@@ -46,6 +46,7 @@ pub struct PartFile {
     last: i64,
     records: u64,
     encoded_bytes: u64,
+    row_group_memory: usize,
     opened: Instant,
     last_write: Instant,
     temp: PathBuf,
@@ -107,6 +108,7 @@ impl PartFile {
             last: first,
             records: 0,
             encoded_bytes: 0,
+            row_group_memory: 0,
             opened: now,
             last_write: now,
             temp,
@@ -145,6 +147,21 @@ impl PartFile {
     /// shrink about 4x in the first encoding step; exact once encoded).
     pub fn size_estimate(&self) -> u64 {
         self.encoded_bytes + self.rows.approx_bytes() as u64 / 4
+    }
+
+    /// Memory held for rows not yet on disk: the Arrow builders and the row group being
+    /// encoded (as of the last encoded batch).
+    pub fn buffered_bytes(&self) -> usize {
+        self.rows.approx_bytes() + self.row_group_memory
+    }
+
+    /// Encodes the buffered rows and writes the row group out, releasing its memory.
+    pub fn flush_row_group(&mut self) -> io::Result<()> {
+        self.encode()?;
+        self.writer.flush().map_err(io_error)?;
+        self.row_group_memory = 0;
+        self.encoded_bytes = self.writer.bytes_written() as u64;
+        Ok(())
     }
 
     /// Rows appended.

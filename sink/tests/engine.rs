@@ -340,3 +340,29 @@ fn a_revoke_past_its_drain_time_discards_and_commits_nothing_unpublished() {
         0
     );
 }
+
+#[test]
+fn memory_stays_within_the_budget_with_many_files_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 1 << 20;
+    let mut engine = Engine::new(SinkConfig {
+        max_buffered_bytes: budget,
+        ..SinkConfig::new(dir.path())
+    })
+    .unwrap();
+    // 64 partitions x 2 tables x 3 hours (+ dead letters): ~400 files open at once.
+    let mut peak = 0;
+    for i in 0..40_000i64 {
+        feed(&mut engine, (i % 64) as i32, i / 64);
+        peak = peak.max(engine.buffered_bytes());
+    }
+    assert!(engine.open_files() > 300, "{}", engine.open_files());
+    // Checked every 1,024 rows: at most that many messages (< 1 KB each) over the budget.
+    assert!(peak <= budget + (1 << 20), "peak {peak}");
+    assert!(engine.stats().row_groups_flushed_early > 0);
+    let all = engine.assigned();
+    engine.revoke(&all);
+    let seen = offsets_on_disk(dir.path());
+    assert_eq!(seen.len(), 40_000);
+    assert!(seen.values().all(|n| *n == 1));
+}

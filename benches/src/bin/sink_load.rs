@@ -272,6 +272,7 @@ fn main() {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    many_partitions(&msgs);
     if std::env::var_os("SINK_LOAD_CEILING_ONLY").is_some() {
         return;
     }
@@ -327,6 +328,71 @@ fn main() {
         _ => println!("end to end: not done within {} s", o.seconds),
     }
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// Memory with many files open at once: 64 partitions × 2 tables × 4 event hours = 512 open
+/// files, under different memory budgets; peak RSS above the process's level before.
+fn many_partitions(msgs: &[Vec<u8>]) {
+    // Re-time the messages over four hours: each message goes to (partition, table, hour).
+    let n = msgs.len().min(1_000_000);
+    for budget_mib in [32, 256, 4096] {
+        let dir = tempdir("many");
+        let before = rss_kib("VmRSS");
+        // Resets the peak (VmHWM) to the current RSS (Linux ≥ 4.0).
+        let _ = fs::write("/proc/self/clear_refs", "5");
+        let start = Instant::now();
+        let mut engine = Engine::new(SinkConfig {
+            max_buffered_bytes: budget_mib << 20,
+            ..config(&dir, 16)
+        })
+        .expect("engine");
+        for (i, payload) in msgs[..n].iter().enumerate() {
+            let text = std::str::from_utf8(payload).expect("utf-8");
+            let hour_shift = (i % 4) as i64 * 3_600_000;
+            let shifted = shift_event_time(text, hour_shift);
+            engine
+                .on_message(Message {
+                    topic: "bench",
+                    partition: (i % 64) as i32,
+                    offset: (i / 64) as i64,
+                    timestamp_ms: None,
+                    key: None,
+                    payload: Some(shifted.as_bytes()),
+                })
+                .expect("write");
+        }
+        let all = engine.assigned();
+        engine.revoke(&all);
+        let peak = rss_kib("VmHWM");
+        println!(
+            "512 open files ({n} msgs), buffer budget {budget_mib:>4} MiB: peak RSS +{:>5} MiB, {} files, {} early row groups, {:.0} msg/s",
+            peak.saturating_sub(before) / 1024,
+            engine.stats().files_published,
+            engine.stats().row_groups_flushed_early,
+            n as f64 / start.elapsed().as_secs_f64()
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// The message with its `event_time_ms` moved back by `shift` ms.
+fn shift_event_time(text: &str, shift: i64) -> String {
+    let key = "\"event_time_ms\":";
+    let start = text.find(key).expect("event_time_ms") + key.len();
+    let end = start + text[start..].find(',').expect("field end");
+    let time: i64 = text[start..end].parse().expect("number");
+    format!("{}{}{}", &text[..start], time - shift, &text[end..])
+}
+
+fn rss_kib(field: &str) -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn tempdir(name: &str) -> PathBuf {
