@@ -384,7 +384,7 @@ impl Engine {
         if full {
             self.publish(key)?;
         }
-        if self.stats.rows % BUDGET_CHECK_EVERY == 0 {
+        if self.stats.rows.is_multiple_of(BUDGET_CHECK_EVERY) {
             self.enforce_memory_budget()?;
         }
         Ok(None)
@@ -408,7 +408,7 @@ impl Engine {
             .iter()
             .map(|(k, f)| (f.buffered_bytes(), *k))
             .collect();
-        sizes.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        sizes.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
         for (size, key) in sizes {
             if total <= budget / 2 {
                 break;
