@@ -7,10 +7,12 @@
 //! Kafka: the broker in GATEHOUSE_KAFKA_BROKERS, else an in-process mock cluster. Bounded by
 //! messages and time.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -330,16 +332,47 @@ fn main() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// Counts live heap bytes and their peak, so memory figures are exact (RSS keeps freed
+/// pages and would hide them).
+struct CountingAllocator;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+        PEAK.fetch_max(live, Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > layout.size() {
+            let live = LIVE.fetch_add(new_size - layout.size(), Relaxed) + new_size - layout.size();
+            PEAK.fetch_max(live, Relaxed);
+        } else {
+            LIVE.fetch_sub(layout.size() - new_size, Relaxed);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
 /// Memory with many files open at once: 64 partitions × 2 tables × 4 event hours = 512 open
-/// files, under different memory budgets; peak RSS above the process's level before.
+/// files, under different memory budgets; the peak of live heap bytes above the level
+/// before (the message corpus).
 fn many_partitions(msgs: &[Vec<u8>]) {
     // Re-time the messages over four hours: each message goes to (partition, table, hour).
     let n = msgs.len().min(1_000_000);
     for budget_mib in [32, 256, 4096] {
         let dir = tempdir("many");
-        let before = rss_kib("VmRSS");
-        // Resets the peak (VmHWM) to the current RSS (Linux ≥ 4.0).
-        let _ = fs::write("/proc/self/clear_refs", "5");
+        let before = LIVE.load(Relaxed);
+        PEAK.store(before, Relaxed);
         let start = Instant::now();
         let mut engine = Engine::new(SinkConfig {
             max_buffered_bytes: budget_mib << 20,
@@ -348,13 +381,14 @@ fn many_partitions(msgs: &[Vec<u8>]) {
         .expect("engine");
         for (i, payload) in msgs[..n].iter().enumerate() {
             let text = std::str::from_utf8(payload).expect("utf-8");
-            let hour_shift = (i % 4) as i64 * 3_600_000;
+            // Within each block of 8 messages of a partition: both tables × 4 hours.
+            let hour_shift = ((i / 2) % 4) as i64 * 3_600_000;
             let shifted = shift_event_time(text, hour_shift);
             engine
                 .on_message(Message {
                     topic: "bench",
-                    partition: (i % 64) as i32,
-                    offset: (i / 64) as i64,
+                    partition: ((i / 8) % 64) as i32,
+                    offset: ((i / 512) * 8 + i % 8) as i64,
                     timestamp_ms: None,
                     key: None,
                     payload: Some(shifted.as_bytes()),
@@ -363,10 +397,10 @@ fn many_partitions(msgs: &[Vec<u8>]) {
         }
         let all = engine.assigned();
         engine.revoke(&all);
-        let peak = rss_kib("VmHWM");
+        let peak = PEAK.load(Relaxed);
         println!(
-            "512 open files ({n} msgs), buffer budget {budget_mib:>4} MiB: peak RSS +{:>5} MiB, {} files, {} early row groups, {:.0} msg/s",
-            peak.saturating_sub(before) / 1024,
+            "512 open files ({n} msgs), buffer budget {budget_mib:>4} MiB: peak heap +{:>5} MiB, {} files, {} early row groups, {:.0} msg/s",
+            peak.saturating_sub(before) >> 20,
             engine.stats().files_published,
             engine.stats().row_groups_flushed_early,
             n as f64 / start.elapsed().as_secs_f64()
@@ -382,17 +416,6 @@ fn shift_event_time(text: &str, shift: i64) -> String {
     let end = start + text[start..].find(',').expect("field end");
     let time: i64 = text[start..end].parse().expect("number");
     format!("{}{}{}", &text[..start], time - shift, &text[end..])
-}
-
-fn rss_kib(field: &str) -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn tempdir(name: &str) -> PathBuf {

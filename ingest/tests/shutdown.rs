@@ -1,0 +1,131 @@
+//! Graceful shutdown of the real binary: `gatehouse up` gets SIGTERM while a request is half
+//! received and exposures are still queued; the request is answered, and every exposure
+//! the front door logged is in the Parquet files when the process exits.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn request(port: u16, path: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: x\r\nstatsig-api-key: secret-dev\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn parquet_rows(dir: &Path) -> u64 {
+    let mut rows = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let reader =
+                    SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+                rows += reader.metadata().file_metadata().num_rows() as u64;
+            }
+        }
+    }
+    rows
+}
+
+#[test]
+fn sigterm_answers_in_flight_requests_and_flushes_every_exposure_to_parquet() {
+    let data = tempfile_dir();
+    let port = free_port();
+    let specs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/specs.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args([
+            "up",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--specs",
+            specs,
+        ])
+        .args(["--server-key", "secret-dev", "--data-dir"])
+        .arg(&data)
+        .env_remove("GATEHOUSE_KAFKA_BROKERS") // the embedded Kafka
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "gatehouse up did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let gate = |i: u32| {
+        format!(r#"{{"user":{{"userID":"u{i}","country":"US"}},"gateName":"new_checkout"}}"#)
+    };
+    for i in 0..300 {
+        assert!(request(port, "/v1/check_gate", &gate(i)).starts_with("HTTP/1.1 200"));
+    }
+    // A request whose body is still arriving when the signal comes.
+    let body = gate(300);
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        slow,
+        "POST /v1/check_gate HTTP/1.1\r\nhost: x\r\nstatsig-api-key: secret-dev\r\ncontent-length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(300));
+    slow.write_all(body[10..].as_bytes()).unwrap();
+    let mut answer = String::new();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "in-flight request: {answer:?}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "gatehouse up did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert_eq!(parquet_rows(&data.join("exposures")), 301);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gatehouse-shutdown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
