@@ -141,9 +141,15 @@ fn poll_once(consumer: &BaseConsumer<SinkContext>) -> Result<(), String> {
 }
 
 /// On stop, reads on up to the end each assigned partition had at that moment (bounded by
-/// [`DRAIN_LIMIT`]), so that what the front door had written before a shutdown is in the
-/// files the sink publishes.
+/// [`DRAIN_LIMIT`], which includes waiting for a first assignment), so that what the front
+/// door had written before a shutdown is in the files the sink publishes.
 fn drain(consumer: &BaseConsumer<SinkContext>) -> Result<(), String> {
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    // Stopped before the group gave this member anything (a just-started `up`): wait for
+    // the assignment, or the messages already written would wait for the next run.
+    while consumer.context().engine().assigned().is_empty() && Instant::now() < deadline {
+        poll_once(consumer)?;
+    }
     let assigned = consumer.context().engine().assigned();
     let ends: Vec<(String, i32, i64)> = assigned
         .into_iter()
@@ -154,7 +160,6 @@ fn drain(consumer: &BaseConsumer<SinkContext>) -> Result<(), String> {
             Some((topic, partition, high))
         })
         .collect();
-    let deadline = Instant::now() + DRAIN_LIMIT;
     let behind = || {
         let mut engine = consumer.context().engine();
         ends.iter()
