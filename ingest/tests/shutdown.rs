@@ -101,7 +101,7 @@ fn sigterm_answers_in_flight_requests_and_flushes_every_exposure_to_parquet() {
         .unwrap();
     assert!(killed.success());
     std::thread::sleep(Duration::from_millis(300));
-    slow.write_all(body[10..].as_bytes()).unwrap();
+    slow.write_all(&body.as_bytes()[10..]).unwrap();
     let mut answer = String::new();
     slow.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
