@@ -228,7 +228,11 @@ pub fn evaluate(state: &AppState, req: Decoded, endpoint: &'static str) -> Reply
             if let (true, Some(sink)) = (log_exposures, &state.events) {
                 if e.outcome != Outcome::Unrecognized {
                     let loggable = loggable_user.get_or_init(|| rs.loggable_user(&user_json));
-                    sink.send_exposure(&exposure_for(kind, spec, e, loggable, &user, &origin));
+                    let exposure = exposure_for(kind, spec, e, loggable, &user, &origin);
+                    let dedupe = state.dedupe.as_ref();
+                    if dedupe.is_none_or(|d| d.should_send(&exposure, now_ms())) {
+                        sink.send_exposure(&exposure);
+                    }
                 }
             }
         };

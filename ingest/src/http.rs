@@ -56,6 +56,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Kafka delivery of events and exposures (None: not configured; log_event answers 503).
     pub events: Option<Arc<crate::producer::EventSink>>,
+    /// Exposure dedupe (`--exposure-dedupe-secs`; None: off).
+    pub dedupe: Option<crate::dedupe::ExposureDedupe>,
     /// `gatehouse up`: the in-process sink's counters, added to `/metrics`.
     pub sink_stats: Option<Arc<std::sync::Mutex<sink::Stats>>>,
 }

@@ -3,9 +3,11 @@
 //! A hyper server ([`http`]) authenticates API keys ([`keys`]), evaluates against the live,
 //! atomically swapped ruleset ([`rules`]) and answers in Statsig's shapes ([`api`]), counting
 //! everything for `/metrics` ([`metrics`]). Events and exposures become schema envelopes
-//! ([`logging`], schema in the `events` crate) delivered to Kafka ([`producer`]).
+//! ([`logging`], schema in the `events` crate) delivered to Kafka ([`producer`]), optionally
+//! deduplicated ([`dedupe`]).
 
 pub mod api;
+pub mod dedupe;
 pub mod http;
 pub mod keys;
 pub mod logging;

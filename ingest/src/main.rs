@@ -88,6 +88,17 @@ struct ServeArgs {
     /// How often the specs file is checked for changes, in ms.
     #[arg(long, env = "GATEHOUSE_SPECS_POLL_MS", default_value_t = 1000)]
     specs_poll_ms: u64,
+    /// Send an exposure identical to one sent less than this many seconds ago (same key,
+    /// unit, entity, rule, result) only once; 0: off.
+    #[arg(long, env = "GATEHOUSE_EXPOSURE_DEDUPE_SECS", default_value_t = 0)]
+    exposure_dedupe_secs: u64,
+    /// Fingerprints the exposure dedupe remembers at most (about 100 bytes each).
+    #[arg(
+        long,
+        env = "GATEHOUSE_EXPOSURE_DEDUPE_MAX_ENTRIES",
+        default_value_t = 1_000_000
+    )]
+    exposure_dedupe_max_entries: usize,
 }
 
 #[derive(clap::Args)]
@@ -362,11 +373,30 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
     )
     .map_err(|e| format!("Kafka producer: {e}"))?;
     let sink_stats = Arc::new(Mutex::new(sink::Stats::default()));
+    let dedupe = (args.exposure_dedupe_secs > 0).then(|| {
+        ingest::dedupe::ExposureDedupe::new(
+            Duration::from_secs(args.exposure_dedupe_secs),
+            args.exposure_dedupe_max_entries,
+        )
+    });
     let state = Arc::new(AppState {
         events: Some(Arc::new(events)),
         sink_stats: demo.then(|| sink_stats.clone()),
+        dedupe,
         ..AppState::default()
     });
+    if let Some(dedupe) = &state.dedupe {
+        let (state, window) = (state.clone(), dedupe.window());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(window);
+            loop {
+                every.tick().await;
+                if let Some(dedupe) = &state.dedupe {
+                    dedupe.sweep(ingest::rules::now_ms());
+                }
+            }
+        });
+    }
     for (keys, expected) in [
         (&args.server_keys, "secret-"),
         (&args.client_keys, "client-"),

@@ -120,6 +120,13 @@ impl Metrics {
                 rules.ruleset.time
             );
         }
+        if let Some(dedupe) = &state.dedupe {
+            let _ = writeln!(
+                out,
+                "# TYPE gatehouse_exposures_deduplicated_total counter\ngatehouse_exposures_deduplicated_total {}",
+                dedupe.suppressed.load(Ordering::Relaxed)
+            );
+        }
         if let Some(stats) = &state.sink_stats {
             out.push_str(
                 &stats

@@ -276,3 +276,40 @@ async fn broker_down_gives_503_with_retry_after() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposure_dedupe_sends_one_per_window_when_enabled() {
+    let (brokers, _guard) = broker();
+    let (exposures, events) = (
+        unique("test.dedupe.exposures"),
+        unique("test.dedupe.events"),
+    );
+    let sink = Arc::new(EventSink::connect(&brokers, &exposures, &events).unwrap());
+    let dedupe = ingest::dedupe::ExposureDedupe::new(Duration::from_secs(600), 1000);
+    let s = Server::start_with_dedupe(&specs(), Some(sink.clone()), Some(dedupe)).await;
+    for user in ["u1", "u1", "u1", "u2", "u1"] {
+        let (status, _) = s
+            .post_json(
+                "/v1/check_gate",
+                SERVER,
+                &json!({"user": {"userID": user}, "gateName": "gate_0"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    sink.flush(Duration::from_secs(10));
+    // Two distinct (unit, result) pairs: two exposures delivered, three suppressed.
+    assert_eq!(sink.produced.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let got = consume(&brokers, &exposures, 2).await;
+    let units: Vec<&str> = got.iter().map(|(_, e)| e.unit_id.as_str()).collect();
+    assert_eq!(units.len(), 2, "{units:?}");
+    assert!(units.contains(&"u1") && units.contains(&"u2"));
+    let suppressed = s
+        .state
+        .dedupe
+        .as_ref()
+        .unwrap()
+        .suppressed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(suppressed, 3);
+}

@@ -77,7 +77,8 @@ impl SinkConfig {
         }
     }
 
-    fn writer_properties(&self) -> io::Result<WriterProperties> {
+    /// The Parquet writer settings every file of this sink uses.
+    pub fn writer_properties(&self) -> io::Result<WriterProperties> {
         let level = ZstdLevel::try_new(self.zstd_level).map_err(io::Error::other)?;
         let mut builder = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))

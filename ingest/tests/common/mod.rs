@@ -43,6 +43,14 @@ impl Server {
     }
 
     pub async fn start_with(specs_json: &[u8], events: Option<Arc<EventSink>>) -> Server {
+        Server::start_with_dedupe(specs_json, events, None).await
+    }
+
+    pub async fn start_with_dedupe(
+        specs_json: &[u8],
+        events: Option<Arc<EventSink>>,
+        dedupe: Option<ingest::dedupe::ExposureDedupe>,
+    ) -> Server {
         let dir = std::env::temp_dir().join(format!(
             "gatehouse-test-{}-{}",
             std::process::id(),
@@ -58,6 +66,7 @@ impl Server {
                 max_decoded: 256 * 1024,
             },
             events,
+            dedupe,
             ..AppState::default()
         });
         state.keys.insert(SERVER, [], None).unwrap();
