@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -179,25 +180,34 @@ def kill_loop(workdir):
     expected = {"exposures": set(), "events": set(), "dead": set()}
     produce(topics, 0, 15_000, expected)
     sink = Sink("kill-sink", data, f"kill-{uuid.uuid4().hex[:6]}", topics, workdir)
+    # Messages keep arriving during the kills (500 a second), so kills find files open.
+    def trickle():
+        for start in range(15_000, 30_000, 500):
+            produce(topics, start, 500, expected)
+            time.sleep(1.0)
+    producer = threading.Thread(target=trickle)
+    producer.start()
     for round_ in range(5):
         before = sink.assignments()
         sink.start()
         sink.wait_assigned(before)
         time.sleep(rng.uniform(0.2, 2.5))
         sink.kill9()
-        if round_ == 1:
-            produce(topics, 15_000, 15_000, expected)
+    producer.join()
     port = free_port()
+    before = sink.assignments()
     sink.start("--metrics-listen", f"127.0.0.1:{port}")
     n = sum(len(v) for v in expected.values())
     done = wait_for(data, n, 240)
     check("kill -9 x5: the restarted sink catches up", done, f"{rows_on_disk(data)}/{n} rows")
+    sink.wait_assigned(before)  # the group first waits out the killed member's session
     time.sleep(1.5)  # the counters are published every second
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     gauge = lambda name: int((re.search(rf"^gatehouse_sink_{name} (\d+)$", metrics, re.M) or [0, -1])[1])
     # The only member holds all 8 partitions; earlier runs may have published everything.
     check("kill -9 x5: /metrics reports the partitions held and at most N rows published",
           gauge("partitions") == 8 and 0 <= gauge("rows_published_total") <= n, metrics[:800])
+    check("kill -9 x5: SIGTERM stops it cleanly", sink.stop() == 0)
     log = open(sink.logpath).read()
     orphans = sum(int(m) for m in re.findall(r"removed_temps=(\d+)", log))
     check("kill -9 x5: kills hit files in progress (restarts removed their temps)", orphans > 0,
