@@ -70,31 +70,28 @@ cargo test --workspace 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
+# A Python check against the built binary: its report joins the log (and the summary); on
+# failure the tail of its stderr is shown and the run fails at the end.
+python_check() {
+  local name=$1
+  shift
+  set +e
+  "$venv/bin/python" "$@" 2> "$cache/$name.stderr" | tee -a "$log"
+  local check_status=${PIPESTATUS[0]}
+  set -e
+  [ "$check_status" -eq 0 ] || { tail -40 "$cache/$name.stderr" >&2; status=1; }
+}
+
 step "official Statsig SDKs against a running gatehouse"
 cargo build --quiet -p gatehouse-ingest --bin gatehouse
-set +e
-"$venv/bin/python" ingest/tests/sdk/real_sdks.py target/debug/gatehouse \
-  evaluator/tests/data/conformance_v2.json evaluator/tests/data/conformance_vectors.json \
-  2> "$cache/real_sdks.stderr" | tee -a "$log"
-sdk_status=${PIPESTATUS[0]}
-set -e
-[ "$sdk_status" -eq 0 ] || { tail -20 "$cache/real_sdks.stderr" >&2; status=1; }
+python_check real_sdks ingest/tests/sdk/real_sdks.py target/debug/gatehouse \
+  evaluator/tests/data/conformance_v2.json evaluator/tests/data/conformance_vectors.json
 
 step "the sink on the real broker: kill -9, two sinks in one group, read back by DuckDB and pyarrow"
-set +e
-"$venv/bin/python" sink/tests/kill_test.py target/debug/gatehouse \
-  2> "$cache/kill_test.stderr" | tee -a "$log"
-kill_status=${PIPESTATUS[0]}
-set -e
-[ "$kill_status" -eq 0 ] || { tail -40 "$cache/kill_test.stderr" >&2; status=1; }
+python_check kill_test sink/tests/kill_test.py target/debug/gatehouse
 
 step "gatehouse analyze against DuckDB and scipy over the same files"
-set +e
-"$venv/bin/python" sink/tests/analyze_test.py target/debug/gatehouse \
-  2> "$cache/analyze_test.stderr" | tee -a "$log"
-analyze_status=${PIPESTATUS[0]}
-set -e
-[ "$analyze_status" -eq 0 ] || { tail -40 "$cache/analyze_test.stderr" >&2; status=1; }
+python_check analyze_test sink/tests/analyze_test.py target/debug/gatehouse
 
 step "docker-compose.yml against the binary's flags (no Docker engine here)"
 "$venv/bin/python" scripts/check_compose.py target/debug/gatehouse | tee -a "$log" || status=1
