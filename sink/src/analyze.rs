@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use ahash::AHashMap as HashMap;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use serde::Serialize;
@@ -176,23 +176,15 @@ pub fn analyze(options: &AnalyzeOptions) -> Result<Report, String> {
         "event_time",
     ];
     for_each_batch(&files, &columns, |batch| {
-        let col = |name: &str| batch.column_by_name(name).expect("projected");
-        let (kinds, names, rules) = (col("exposure_kind"), col("entity_name"), col("rule_id"));
         let (kinds, names, rules) = (
-            kinds.as_string::<i32>(),
-            names.as_string::<i32>(),
-            rules.as_string::<i32>(),
+            text(batch, "exposure_kind"),
+            text(batch, "entity_name"),
+            text(batch, "rule_id"),
         );
-        let group_names = col("group_name");
-        let group_names = group_names.as_string::<i32>();
-        let gate_values = col("gate_value");
-        let gate_values = gate_values.as_boolean();
-        let unit_types = col("unit_id_type");
-        let unit_types = unit_types.as_string::<i32>();
-        let unit_ids = col("unit_id");
-        let unit_ids = unit_ids.as_string::<i32>();
-        let times = col("event_time");
-        let times = times.as_primitive::<TimestampMillisecondType>();
+        let group_names = text(batch, "group_name");
+        let gate_values = column(batch, "gate_value").as_boolean();
+        let (unit_types, unit_ids) = (text(batch, "unit_id_type"), text(batch, "unit_id"));
+        let times = column(batch, "event_time").as_primitive::<TimestampMillisecondType>();
         for row in 0..batch.num_rows() {
             if names.value(row) != options.entity {
                 continue;
@@ -249,17 +241,10 @@ pub fn analyze(options: &AnalyzeOptions) -> Result<Report, String> {
             "value_number",
         ];
         for_each_batch(&files, &columns, |batch| {
-            let col = |name: &str| batch.column_by_name(name).expect("projected");
-            let names = col("event_name");
-            let names = names.as_string::<i32>();
-            let unit_types = col("unit_id_type");
-            let unit_types = unit_types.as_string::<i32>();
-            let unit_ids = col("unit_id");
-            let unit_ids = unit_ids.as_string::<i32>();
-            let times = col("event_time");
-            let times = times.as_primitive::<TimestampMillisecondType>();
-            let values = col("value_number");
-            let values = values.as_primitive::<Float64Type>();
+            let names = text(batch, "event_name");
+            let (unit_types, unit_ids) = (text(batch, "unit_id_type"), text(batch, "unit_id"));
+            let times = column(batch, "event_time").as_primitive::<TimestampMillisecondType>();
+            let values = column(batch, "value_number").as_primitive::<Float64Type>();
             for row in 0..batch.num_rows() {
                 if names.value(row) != event || unit_types.value(row) != unit_id_type {
                     continue;
@@ -483,6 +468,16 @@ fn table_files(table: &Path, options: &AnalyzeOptions) -> Result<Vec<PathBuf>, S
     }
     files.sort();
     Ok(files)
+}
+
+/// A projected column (the projection guarantees it is there).
+fn column<'b>(batch: &'b RecordBatch, name: &str) -> &'b ArrayRef {
+    batch.column_by_name(name).expect("projected column")
+}
+
+/// A projected string column.
+fn text<'b>(batch: &'b RecordBatch, name: &str) -> &'b StringArray {
+    column(batch, name).as_string::<i32>()
 }
 
 fn for_each_batch(

@@ -197,11 +197,18 @@ impl Layout {
 
 const INPROGRESS: &str = "_inprogress";
 
+/// A directory's entries; `None` when it does not exist (yet).
+fn read_dir_if_exists(dir: &Path) -> io::Result<Option<fs::ReadDir>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn files_of(dir: &Path, topic: &str, partition: i32) -> io::Result<Vec<FileName>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(entries) = read_dir_if_exists(dir)? else {
+        return Ok(Vec::new());
     };
     let mut files = Vec::new();
     for entry in entries {
@@ -216,10 +223,8 @@ fn files_of(dir: &Path, topic: &str, partition: i32) -> io::Result<Vec<FileName>
 }
 
 fn sorted_subdirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(entries) = read_dir_if_exists(dir)? else {
+        return Ok(Vec::new());
     };
     let mut dirs = Vec::new();
     for entry in entries {
