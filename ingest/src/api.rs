@@ -44,7 +44,8 @@ pub async fn ready(state: &AppState) -> Reply {
     )
 }
 
-fn authenticate(
+/// The request's key, checked for `access` (401 unknown, 403 not allowed, JSON bodies).
+pub(crate) fn authenticate(
     state: &AppState,
     req: &Decoded,
     path_key: Option<&str>,
@@ -66,6 +67,11 @@ fn authenticate(
                 Access::Initialize => "initialize takes a client key",
                 Access::Evaluate => "this key may not call the evaluation API",
                 Access::LogEvent => "this key may not log events",
+                Access::ConsoleRead => "the console API takes a console key with a read scope (omni_read_only, read or above)",
+                Access::ConsoleWrite => "this needs a console key with a write scope (omni_read_write, write or admin)",
+                Access::ManageKeys => "managing keys needs a console key with can_access_keys, or the admin scope",
+                Access::ApiEvaluate => "evaluating needs a server or client key, or a key with the read scope",
+                Access::ApiTrack => "tracking needs a server or client key, or a key with the write scope",
             },
         ),
     })
@@ -121,22 +127,38 @@ pub fn download_config_specs(
 /// when Kafka cannot take or confirm the batch; 400 for a malformed batch, of which nothing
 /// is produced.
 pub async fn log_event(state: &AppState, req: Decoded) -> Reply {
-    let prepared = (|| {
-        let key = authenticate(state, &req, None, Access::LogEvent)?;
+    let body = authenticate(state, &req, None, Access::LogEvent).and_then(|key| {
         let Value::Object(body) = req.json()? else {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "the body must be a JSON object",
             ));
         };
+        Ok((key, body))
+    });
+    match body {
+        Ok((key, body)) => log_batch(state, &key, &req, &body).await,
+        Err(error) => error.reply(),
+    }
+}
+
+/// Sends one `{events: [...]}` batch for an authenticated key (`log_event`, and the generic
+/// API's `tracking/track`).
+pub async fn log_batch(
+    state: &AppState,
+    key: &KeyRecord,
+    req: &Decoded,
+    body: &Map<String, Value>,
+) -> Reply {
+    let prepared = (|| {
         let sink = state
             .events
             .clone()
             .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no Kafka configured"))?;
-        let origin = Origin::new(&key.id, &req, &body, now_ms() as i64);
-        let batch = envelopes_from_batch(&body, &origin)
+        let origin = Origin::new(&key.id, req, body, now_ms() as i64);
+        let batch = envelopes_from_batch(body, &origin)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-        Ok((sink, batch))
+        Ok::<_, ApiError>((sink, batch))
     })();
     let (sink, batch) = match prepared {
         Ok(ready) => ready,
@@ -185,143 +207,183 @@ pub fn evaluate(state: &AppState, req: Decoded, endpoint: &'static str) -> Reply
     };
     let result = (|| {
         let key = authenticate(state, &req, None, access)?;
-        let body = req.json()?;
-        let Value::Object(body) = body else {
+        let Value::Object(body) = req.json()? else {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "the body must be a JSON object",
             ));
         };
-        let rules = live_rules(state)?;
-        let mut user_json = match body.get("user") {
-            Some(user @ Value::Object(_)) => user.clone(),
-            Some(_) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "user: must be a JSON object",
-                ))
-            }
-            None if endpoint == "initialize" => json!({}),
-            None => return Err(ApiError::new(StatusCode::BAD_REQUEST, "user: missing")),
-        };
         if endpoint == "initialize" {
-            adopt_stable_id(&mut user_json, &body);
+            return initialize(state, &key, &body);
         }
-        let user = User::from_json(&user_json)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-        let app = key.target_app.as_deref().map(DynValue::from_text);
-        let ctx = EvalContext {
-            user: &user,
-            now_ms: now_ms() as i64,
-            app_id: app.as_ref(),
-        };
-        let rs = &rules.ruleset;
-        let log_exposures = endpoint != "initialize"
-            && body
-                .get("statsigMetadata")
-                .and_then(|m| m.get("exposureLoggingDisabled"))
-                .and_then(Value::as_bool)
-                != Some(true);
-        let origin = Origin::new(&key.id, &req, &body, now_ms() as i64);
-        let loggable_user = std::cell::OnceCell::new();
-        let expose = |kind: SpecKind, spec: &str, e: &Evaluation<'_>| {
-            if let (true, Some(sink)) = (log_exposures, &state.events) {
-                if e.outcome != Outcome::Unrecognized {
-                    let loggable = loggable_user.get_or_init(|| rs.loggable_user(&user_json));
-                    let exposure = exposure_for(kind, spec, e, loggable, &user, &origin);
-                    let dedupe = state.dedupe.as_ref();
-                    if dedupe.is_none_or(|d| d.should_send(&exposure, now_ms())) {
-                        sink.send_exposure(&exposure);
-                    }
-                }
-            }
-        };
-        let name = |field: &str| {
-            body.get(field).and_then(Value::as_str).ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("{field}: missing or not a string"),
-                )
-            })
-        };
-        Ok(match endpoint {
-            "check_gate" => match body.get("gateNames") {
-                Some(Value::Array(names)) => {
-                    let mut out = Map::new();
-                    for n in names {
-                        let n = n.as_str().ok_or_else(|| {
-                            ApiError::new(StatusCode::BAD_REQUEST, "gateNames: must be strings")
-                        })?;
-                        let e = rs.check_gate(n, &ctx);
-                        expose(SpecKind::Gate, n, &e);
-                        out.insert(n.to_owned(), gate_json(n, &e));
-                    }
-                    json_reply(StatusCode::OK, &Value::Object(out))
-                }
-                _ => {
-                    let n = name("gateName")?;
-                    let e = rs.check_gate(n, &ctx);
-                    expose(SpecKind::Gate, n, &e);
-                    json_reply(StatusCode::OK, &gate_json(n, &e))
-                }
-            },
-            "get_config" => {
-                let n = name("configName")?;
-                let e = rs.get_config(n, &ctx);
-                expose(SpecKind::Config, n, &e);
-                let rule_id = (e.outcome == Outcome::Recognized).then_some(e.rule_id);
-                json_reply(
-                    StatusCode::OK,
-                    &json!({"name": n, "value": e.json_value.cloned().unwrap_or(json!({})),
-                            "group": e.rule_id, "rule_id": rule_id, "group_name": e.group_name}),
-                )
-            }
-            "get_layer" => {
-                let n = name("layerName")?;
-                let e = rs.get_layer(n, &ctx);
-                expose(SpecKind::Layer, n, &e);
-                if e.outcome == Outcome::Unrecognized {
-                    return Err(ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        format!("no layer named {n}"),
-                    ));
-                }
-                json_reply(
-                    StatusCode::OK,
-                    &json!({"name": n, "value": e.json_value.cloned().unwrap_or(json!({})),
-                            "ruleID": e.rule_id, "allocatedExperimentName": e.config_delegate}),
-                )
-            }
-            _ => {
-                let hash = match body.get("hash").and_then(Value::as_str) {
-                    None => HashAlgorithm::Djb2,
-                    Some(h) => HashAlgorithm::parse(h).ok_or_else(|| {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            "hash: must be djb2, sha256 or none",
-                        )
-                    })?,
-                };
-                if body
-                    .get("sinceTime")
-                    .and_then(Value::as_i64)
-                    .is_some_and(|t| t >= rs.time)
-                {
-                    let mut reply = bytes_reply(StatusCode::NO_CONTENT, Bytes::new());
-                    reply.headers_mut().remove(hyper::header::CONTENT_TYPE);
-                    return Ok(reply);
-                }
-                let bytes = rs.client_initialize(&InitializeRequest {
-                    ctx,
-                    user_json: &user_json,
-                    hash,
-                    target_app: key.target_app.as_deref(),
-                });
-                bytes_reply(StatusCode::OK, Bytes::from(bytes))
-            }
-        })
+        evaluate_body(state, &key, &req, &body, endpoint).map(|v| json_reply(StatusCode::OK, &v))
     })();
     result.unwrap_or_else(|error: ApiError| error.reply())
+}
+
+/// The user of an evaluation request: `user` must be an object.
+fn request_user(body: &Map<String, Value>, required: bool) -> Result<Value, ApiError> {
+    match body.get("user") {
+        Some(user @ Value::Object(_)) => Ok(user.clone()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "user: must be a JSON object",
+        )),
+        None if !required => Ok(json!({})),
+        None => Err(ApiError::new(StatusCode::BAD_REQUEST, "user: missing")),
+    }
+}
+
+fn parse_user(user_json: &Value) -> Result<User, ApiError> {
+    User::from_json(user_json).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+/// One `check_gate` / `get_config` / `get_layer` for an authenticated key, exposures
+/// logged unless the request turns them off; the answer in Statsig's shape.
+pub fn evaluate_body(
+    state: &AppState,
+    key: &KeyRecord,
+    req: &Decoded,
+    body: &Map<String, Value>,
+    endpoint: &'static str,
+) -> Result<Value, ApiError> {
+    let rules = live_rules(state)?;
+    let user_json = request_user(body, true)?;
+    let user = parse_user(&user_json)?;
+    let app = key.target_app.as_deref().map(DynValue::from_text);
+    let ctx = EvalContext {
+        user: &user,
+        now_ms: now_ms() as i64,
+        app_id: app.as_ref(),
+    };
+    let rs = &rules.ruleset;
+    let log_exposures = body
+        .get("statsigMetadata")
+        .and_then(|m| m.get("exposureLoggingDisabled"))
+        .and_then(Value::as_bool)
+        != Some(true);
+    let origin = Origin::new(&key.id, req, body, now_ms() as i64);
+    let loggable_user = std::cell::OnceCell::new();
+    let expose = |kind: SpecKind, spec: &str, e: &Evaluation<'_>| {
+        if let (true, Some(sink)) = (log_exposures, &state.events) {
+            if e.outcome != Outcome::Unrecognized {
+                let loggable = loggable_user.get_or_init(|| rs.loggable_user(&user_json));
+                let exposure = exposure_for(kind, spec, e, loggable, &user, &origin);
+                let dedupe = state.dedupe.as_ref();
+                if dedupe.is_none_or(|d| d.should_send(&exposure, now_ms())) {
+                    sink.send_exposure(&exposure);
+                }
+            }
+        }
+    };
+    let name = |field: &str| {
+        body.get(field).and_then(Value::as_str).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{field}: missing or not a string"),
+            )
+        })
+    };
+    Ok(match endpoint {
+        "check_gate" => match body.get("gateNames") {
+            Some(Value::Array(names)) => {
+                let mut out = Map::new();
+                for n in names {
+                    let n = n.as_str().ok_or_else(|| {
+                        ApiError::new(StatusCode::BAD_REQUEST, "gateNames: must be strings")
+                    })?;
+                    let e = rs.check_gate(n, &ctx);
+                    expose(SpecKind::Gate, n, &e);
+                    out.insert(n.to_owned(), gate_json(n, &e));
+                }
+                Value::Object(out)
+            }
+            _ => {
+                let n = name("gateName")?;
+                let e = rs.check_gate(n, &ctx);
+                expose(SpecKind::Gate, n, &e);
+                gate_json(n, &e)
+            }
+        },
+        "get_config" => {
+            let n = name("configName")?;
+            let e = rs.get_config(n, &ctx);
+            expose(SpecKind::Config, n, &e);
+            let rule_id = (e.outcome == Outcome::Recognized).then_some(e.rule_id);
+            json!({"name": n, "value": e.json_value.cloned().unwrap_or(json!({})),
+                   "group": e.rule_id, "rule_id": rule_id, "group_name": e.group_name})
+        }
+        _ => {
+            let n = name("layerName")?;
+            let e = rs.get_layer(n, &ctx);
+            expose(SpecKind::Layer, n, &e);
+            if e.outcome == Outcome::Unrecognized {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no layer named {n}"),
+                ));
+            }
+            json!({"name": n, "value": e.json_value.cloned().unwrap_or(json!({})),
+                   "ruleID": e.rule_id, "allocatedExperimentName": e.config_delegate})
+        }
+    })
+}
+
+/// Whether the live ruleset has a gate (`true`) or a config (`false`) named `name`.
+pub fn flag_kind(state: &AppState, name: &str) -> Result<Option<bool>, ApiError> {
+    let rules = live_rules(state)?;
+    let has = |kind| rules.ruleset.names(kind).any(|n| n == name);
+    Ok(if has(SpecKind::Gate) {
+        Some(true)
+    } else if has(SpecKind::Config) {
+        Some(false)
+    } else {
+        None
+    })
+}
+
+/// Client `initialize`: every spec evaluated for one user, names hashed.
+fn initialize(
+    state: &AppState,
+    key: &KeyRecord,
+    body: &Map<String, Value>,
+) -> Result<Reply, ApiError> {
+    let rules = live_rules(state)?;
+    let mut user_json = request_user(body, false)?;
+    adopt_stable_id(&mut user_json, body);
+    let user = parse_user(&user_json)?;
+    let app = key.target_app.as_deref().map(DynValue::from_text);
+    let ctx = EvalContext {
+        user: &user,
+        now_ms: now_ms() as i64,
+        app_id: app.as_ref(),
+    };
+    let rs = &rules.ruleset;
+    let hash = match body.get("hash").and_then(Value::as_str) {
+        None => HashAlgorithm::Djb2,
+        Some(h) => HashAlgorithm::parse(h).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "hash: must be djb2, sha256 or none",
+            )
+        })?,
+    };
+    if body
+        .get("sinceTime")
+        .and_then(Value::as_i64)
+        .is_some_and(|t| t >= rs.time)
+    {
+        let mut reply = bytes_reply(StatusCode::NO_CONTENT, Bytes::new());
+        reply.headers_mut().remove(hyper::header::CONTENT_TYPE);
+        return Ok(reply);
+    }
+    let bytes = rs.client_initialize(&InitializeRequest {
+        ctx,
+        user_json: &user_json,
+        hash,
+        target_app: key.target_app.as_deref(),
+    });
+    Ok(bytes_reply(StatusCode::OK, Bytes::from(bytes)))
 }
 
 fn gate_json(name: &str, e: &Evaluation<'_>) -> Value {

@@ -47,7 +47,7 @@ impl Default for Limits {
 #[derive(Debug, Default)]
 pub struct AppState {
     /// API keys.
-    pub keys: KeyStore,
+    pub keys: Arc<KeyStore>,
     /// The live ruleset.
     pub rules: Arc<LiveRules>,
     /// Counters and histograms for `/metrics`.
@@ -58,6 +58,8 @@ pub struct AppState {
     pub events: Option<Arc<crate::producer::EventSink>>,
     /// Exposure dedupe (`--exposure-dedupe-secs`; None: off).
     pub dedupe: Option<crate::dedupe::ExposureDedupe>,
+    /// The console API's state (None: no --state-dir / --state-topic; the console answers 503).
+    pub control: Option<Arc<crate::control::Control>>,
     /// `gatehouse up`: the in-process sink's counters, added to `/metrics`.
     pub sink_stats: Option<Arc<std::sync::Mutex<sink::Stats>>>,
 }
@@ -210,6 +212,22 @@ async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply
                 Err(error) => error.reply(),
             };
             (endpoint, reply)
+        }
+        ["console", "v1", rest @ ..] => {
+            let rest: Vec<&str> = rest.to_vec();
+            let reply = match decode(state.limits, req).await {
+                Ok(decoded) => crate::console::console(state, method, &rest, decoded).await,
+                Err(error) => error.reply(),
+            };
+            ("console", reply)
+        }
+        ["api", "v1", rest @ ..] => {
+            let rest: Vec<&str> = rest.to_vec();
+            let reply = match decode(state.limits, req).await {
+                Ok(decoded) => crate::console::generic(state, method, &rest, decoded).await,
+                Err(error) => error.reply(),
+            };
+            ("api", reply)
         }
         ["v1", "sdk_exception"] => (
             "sdk_exception",

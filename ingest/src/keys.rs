@@ -46,29 +46,101 @@ pub enum Access {
     Evaluate,
     /// `log_event`, `rgstr`.
     LogEvent,
+    /// Console API reads.
+    ConsoleRead,
+    /// Console API writes (rules).
+    ConsoleWrite,
+    /// Creating, changing and revoking keys.
+    ManageKeys,
+    /// The generic API's `feature-flags/{key}/evaluate`.
+    ApiEvaluate,
+    /// The generic API's `tracking/track`.
+    ApiTrack,
 }
 
-/// A stored key: never the raw secret, only its digest-derived id and its grants.
+/// Scopes that let a console key read (Statsig's `omni_read_only`, the generic `read`) ...
+const READ_SCOPES: [&str; 5] = [
+    "omni_read_only",
+    "omni_read_write",
+    "read",
+    "write",
+    "admin",
+];
+/// ... write ...
+const WRITE_SCOPES: [&str; 3] = ["omni_read_write", "write", "admin"];
+/// ... and manage keys.
+const KEY_SCOPES: [&str; 2] = ["can_access_keys", "admin"];
+
+/// Every scope a key may hold: Statsig's console scopes and the generic API's three.
+pub const KNOWN_SCOPES: [&str; 8] = [
+    "omni_read_only",
+    "omni_read_write",
+    "client_download_config_specs",
+    "none_hash_enabled",
+    "can_access_keys",
+    "read",
+    "write",
+    "admin",
+];
+
+/// A stored key: never the raw secret, only its digest and its grants.
 #[derive(Debug)]
 pub struct KeyRecord {
     /// A short, stable, non-secret id (hex of the digest's first 6 bytes) for logs and events.
     pub id: String,
+    /// SHA-256 of the raw key: the lookup key.
+    pub digest: [u8; 32],
     /// The key type.
     pub kind: KeyKind,
-    /// Console-style scopes, e.g. `client_download_config_specs`.
+    /// Scopes: Statsig's (`client_download_config_specs`, `omni_read_write`, ...) and the
+    /// generic API's (`read`, `write`, `admin`).
     pub scopes: HashSet<String>,
     /// The target app the key is bound to: evaluation then sees only that app's specs.
     pub target_app: Option<String>,
+    /// Given by a start-up flag (not by the console API).
+    pub seeded: bool,
     revoked: AtomicBool,
     /// Last use, in whole minutes since the epoch: written at most once a minute per key.
     last_used_minute: AtomicU64,
 }
 
 impl KeyRecord {
+    /// A key record; `id` is derived from the digest.
+    pub fn new(
+        digest: [u8; 32],
+        kind: KeyKind,
+        scopes: impl IntoIterator<Item = String>,
+        target_app: Option<String>,
+        seeded: bool,
+    ) -> KeyRecord {
+        KeyRecord {
+            id: key_id(&digest),
+            digest,
+            kind,
+            scopes: scopes.into_iter().collect(),
+            target_app,
+            seeded,
+            revoked: AtomicBool::new(false),
+            last_used_minute: AtomicU64::new(0),
+        }
+    }
+
+    fn has_any(&self, scopes: &[&str]) -> bool {
+        scopes.iter().any(|s| self.scopes.contains(*s))
+    }
+
     /// Whether this key may do `access` (401 vs 403 is decided by the caller).
     pub fn allows(&self, access: Access) -> bool {
         match (self.kind, access) {
+            (KeyKind::Console, Access::ConsoleRead | Access::ApiEvaluate) => {
+                self.has_any(&READ_SCOPES)
+            }
+            (KeyKind::Console, Access::ConsoleWrite | Access::ApiTrack) => {
+                self.has_any(&WRITE_SCOPES)
+            }
+            (KeyKind::Console, Access::ManageKeys) => self.has_any(&KEY_SCOPES),
             (KeyKind::Console, _) => false,
+            (_, Access::ConsoleRead | Access::ConsoleWrite | Access::ManageKeys) => false,
             (KeyKind::Server, Access::Initialize) => false,
             (KeyKind::Server, _) => true,
             (KeyKind::Client, Access::DownloadConfigSpecs) => {
@@ -120,7 +192,7 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    /// Adds a key; its kind must match its prefix.
+    /// Adds a key given at start-up; its kind must match its prefix.
     pub fn insert(
         &self,
         raw: &str,
@@ -129,28 +201,56 @@ impl KeyStore {
     ) -> Result<Arc<KeyRecord>, String> {
         let kind = KeyKind::of(raw)
             .ok_or_else(|| "a key must start with secret-, client- or console-".to_owned())?;
-        let digest = digest(raw);
-        let record = Arc::new(KeyRecord {
-            id: digest[..6].iter().map(|b| format!("{b:02x}")).collect(),
-            kind,
-            scopes: scopes.into_iter().collect(),
-            target_app,
-            revoked: AtomicBool::new(false),
-            last_used_minute: AtomicU64::new(0),
-        });
-        self.keys.insert(digest, record.clone());
+        let record = Arc::new(KeyRecord::new(digest(raw), kind, scopes, target_app, true));
+        self.keys.insert(record.digest, record.clone());
         Ok(record)
     }
 
-    /// Revokes a key: the next request with it gets 401.
-    pub fn revoke(&self, raw: &str) -> bool {
-        match self.keys.remove(&digest(raw)) {
+    /// Adds or replaces a key (the console API's keys); the last-use time carries over.
+    pub fn put(&self, record: KeyRecord) {
+        if let Some(old) = self.keys.get(&record.digest) {
+            record.last_used_minute.store(
+                old.last_used_minute.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+        }
+        self.keys.insert(record.digest, Arc::new(record));
+    }
+
+    /// Revokes a key by digest: the next request with it gets 401.
+    pub fn revoke_digest(&self, digest: &[u8; 32]) -> bool {
+        match self.keys.remove(digest) {
             Some((_, record)) => {
                 record.revoked.store(true, Ordering::Relaxed);
                 true
             }
             None => false,
         }
+    }
+
+    /// Revokes a raw key.
+    pub fn revoke(&self, raw: &str) -> bool {
+        self.revoke_digest(&digest(raw))
+    }
+
+    /// The key with this id, if active.
+    pub fn by_id(&self, id: &str) -> Option<Arc<KeyRecord>> {
+        self.keys
+            .iter()
+            .find(|r| r.value().id == id)
+            .map(|r| r.value().clone())
+    }
+
+    /// The keys given by start-up flags that are still active.
+    pub fn seeded(&self) -> Vec<Arc<KeyRecord>> {
+        let mut seeds: Vec<_> = self
+            .keys
+            .iter()
+            .filter(|r| r.value().seeded)
+            .map(|r| r.value().clone())
+            .collect();
+        seeds.sort_by(|a, b| a.id.cmp(&b.id));
+        seeds
     }
 
     /// Checks a raw key for an access.
@@ -175,8 +275,14 @@ impl KeyStore {
     }
 }
 
-fn digest(raw: &str) -> [u8; 32] {
+/// SHA-256 of a raw key.
+pub fn digest(raw: &str) -> [u8; 32] {
     Sha256::digest(raw.as_bytes()).into()
+}
+
+/// The public id of a key: hex of its digest's first 6 bytes.
+pub fn key_id(digest: &[u8; 32]) -> String {
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

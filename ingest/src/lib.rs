@@ -4,9 +4,12 @@
 //! atomically swapped ruleset ([`rules`]) and answers in Statsig's shapes ([`api`]), counting
 //! everything for `/metrics` ([`metrics`]). Events and exposures become schema envelopes
 //! ([`logging`], schema in the `events` crate) delivered to Kafka ([`producer`]), optionally
-//! deduplicated ([`dedupe`]).
+//! deduplicated ([`dedupe`]). Keys and rules are managed over the console API
+//! ([`console`]), whose state every front door replays from one log ([`control`]).
 
 pub mod api;
+pub mod console;
+pub mod control;
 pub mod dedupe;
 pub mod http;
 pub mod keys;

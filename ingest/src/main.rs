@@ -83,6 +83,14 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     console_keys: Vec<String>,
+    /// Keep the console API's state (keys, rules, audit log) in this directory: one front
+    /// door. `up` defaults to <data-dir>/console.
+    #[arg(long, env = "GATEHOUSE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Keep the console API's state in this compacted Kafka topic, shared by every front
+    /// door that names it (needs --kafka-brokers).
+    #[arg(long, env = "GATEHOUSE_STATE_TOPIC")]
+    state_topic: Option<String>,
     #[command(flatten)]
     kafka: KafkaArgs,
     /// How often the specs file is checked for changes, in ms.
@@ -356,10 +364,19 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
             brokers
         }
     };
+    if let (Some(sink), None, None) = (&sink, &args.state_dir, &args.state_topic) {
+        args.state_dir = Some(sink.data_dir.join("console"));
+    }
+    let has_state = args.state_dir.is_some() || args.state_topic.is_some();
     let specs = match (args.specs.take(), demo) {
-        (Some(specs), _) => specs,
-        (None, true) => PathBuf::from(DEMO_SPECS),
-        (None, false) => return Err("--specs (or GATEHOUSE_SPECS) is required".into()),
+        (Some(specs), _) => Some(specs),
+        (None, true) => Some(PathBuf::from(DEMO_SPECS)),
+        (None, false) if has_state => None,
+        (None, false) => {
+            return Err(
+                "--specs (or GATEHOUSE_SPECS) is required, unless rules come from the console (--state-dir or --state-topic)".into(),
+            )
+        }
     };
     if demo && args.server_keys.is_empty() && args.client_keys.is_empty() {
         tracing::warn!("no keys given: using the demo keys secret-dev and client-dev");
@@ -379,7 +396,61 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
             args.exposure_dedupe_max_entries,
         )
     });
+    let keys = Arc::new(ingest::keys::KeyStore::default());
+    for (list, expected) in [
+        (&args.server_keys, "secret-"),
+        (&args.client_keys, "client-"),
+        (&args.console_keys, "console-"),
+    ] {
+        for key in list.iter().filter(|k| !k.is_empty()) {
+            if !key.starts_with(expected) {
+                return Err(format!(
+                    "a key given as {expected}… must start with {expected}"
+                ));
+            }
+            // A console key given at start-up is the bootstrap administrator.
+            let scopes = if expected == "console-" {
+                vec!["omni_read_write".to_owned(), "can_access_keys".to_owned()]
+            } else {
+                Vec::new()
+            };
+            let record = keys.insert(key, scopes, None)?;
+            tracing::info!(key_id = %record.id, kind = ?record.kind, "key loaded");
+        }
+    }
+    let rules = Arc::new(ingest::rules::LiveRules::default());
+    if let Some(specs) = &specs {
+        rules.load_file(specs)?;
+    }
+    let stop_control = Arc::new(AtomicBool::new(false));
+    let control = match (&args.state_dir, &args.state_topic) {
+        (Some(_), Some(_)) => return Err("give --state-dir or --state-topic, not both".into()),
+        (Some(dir), None) => Some(ingest::control::Control::open_dir(
+            dir,
+            keys.clone(),
+            rules.clone(),
+        )?),
+        (None, Some(topic)) => {
+            if _embedded.is_some() {
+                return Err("--state-topic needs a real Kafka (--kafka-brokers)".into());
+            }
+            Some(
+                ingest::control::Control::open_kafka(
+                    &brokers,
+                    topic,
+                    keys.clone(),
+                    rules.clone(),
+                    stop_control.clone(),
+                )
+                .await?,
+            )
+        }
+        (None, None) => None,
+    };
     let state = Arc::new(AppState {
+        keys,
+        rules,
+        control,
         events: Some(Arc::new(events)),
         sink_stats: demo.then(|| sink_stats.clone()),
         dedupe,
@@ -397,28 +468,14 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
             }
         });
     }
-    for (keys, expected) in [
-        (&args.server_keys, "secret-"),
-        (&args.client_keys, "client-"),
-        (&args.console_keys, "console-"),
-    ] {
-        for key in keys.iter().filter(|k| !k.is_empty()) {
-            if !key.starts_with(expected) {
-                return Err(format!(
-                    "a key given as {expected}… must start with {expected}"
-                ));
-            }
-            let record = state.keys.insert(key, [], None)?;
-            tracing::info!(key_id = %record.id, kind = ?record.kind, "key loaded");
-        }
+    if let Some(specs) = specs {
+        tokio::spawn(
+            state
+                .rules
+                .clone()
+                .watch(specs, Duration::from_millis(args.specs_poll_ms)),
+        );
     }
-    state.rules.load_file(&specs)?;
-    tokio::spawn(
-        state
-            .rules
-            .clone()
-            .watch(specs.clone(), Duration::from_millis(args.specs_poll_ms)),
-    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -432,6 +489,7 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
     });
 
     serve(listener, state.clone(), shutdown_signal()).await;
+    stop_control.store(true, Ordering::Relaxed);
     if let Some(events) = &state.events {
         let events = events.clone();
         let _ = tokio::task::spawn_blocking(move || events.flush(Duration::from_secs(30))).await;

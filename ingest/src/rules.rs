@@ -3,12 +3,13 @@
 //! old ruleset keeps serving.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use evaluator::Ruleset;
+use serde_json::{Map, Value};
 
 /// One ruleset version with its `download_config_specs` bodies serialized once.
 #[derive(Debug)]
@@ -42,10 +43,68 @@ impl Compiled {
     }
 }
 
+/// Specs managed through the console API, in the v1 `download_config_specs` shape; they
+/// replace same-named specs of the specs file.
+#[derive(Debug, Default, Clone)]
+pub struct Overlay {
+    /// Gates and segments.
+    pub feature_gates: Vec<Value>,
+    /// Dynamic configs and experiments.
+    pub dynamic_configs: Vec<Value>,
+    /// Layers.
+    pub layer_configs: Vec<Value>,
+    /// Layer name → its experiments.
+    pub layers: Map<String, Value>,
+    /// The console state's clock: the ruleset `time` is at least this.
+    pub time: u64,
+}
+
+impl Overlay {
+    /// The specs file's payload (v1 shape) with the overlay's specs in place.
+    fn merge_into(&self, mut base: Value) -> Value {
+        let Some(payload) = base.as_object_mut() else {
+            return base;
+        };
+        for (list, specs) in [
+            ("feature_gates", &self.feature_gates),
+            ("dynamic_configs", &self.dynamic_configs),
+            ("layer_configs", &self.layer_configs),
+        ] {
+            let entry = payload
+                .entry(list)
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(existing) = entry {
+                let name = |v: &Value| v.get("name").and_then(Value::as_str).map(str::to_owned);
+                let replaced: std::collections::HashSet<String> =
+                    specs.iter().filter_map(name).collect();
+                existing.retain(|s| name(s).is_none_or(|n| !replaced.contains(&n)));
+                existing.extend(specs.iter().cloned());
+            }
+        }
+        let layers = payload
+            .entry("layers")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(layers) = layers {
+            layers.extend(self.layers.clone());
+        }
+        let time = payload.get("time").and_then(Value::as_i64).unwrap_or(0);
+        payload.insert("time".into(), (time.max(self.time as i64)).into());
+        base
+    }
+}
+
+/// Where the ruleset comes from: the specs file and the console's overlay.
+#[derive(Debug, Default)]
+struct Sources {
+    file: Option<Value>,
+    overlay: Overlay,
+}
+
 /// The current ruleset, replaced whole.
 #[derive(Debug, Default)]
 pub struct LiveRules {
     current: ArcSwapOption<Compiled>,
+    sources: Mutex<Sources>,
 }
 
 impl LiveRules {
@@ -60,13 +119,49 @@ impl LiveRules {
         self.current.store(Some(Arc::new(compiled)));
     }
 
-    /// Loads a specs file now (the next version's `time` is kept above the current one's).
+    /// Loads a specs file now.
     pub fn load_file(&self, path: &Path) -> Result<(), String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let min_time = self.get().map_or(0, |c| c.ruleset.time + 1);
-        let compiled = Compiled::build(&bytes, min_time)?;
+        let base = Ruleset::from_slice(&bytes)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .to_v1();
+        let mut sources = self.lock_sources();
+        let compiled = self.compile(Some(&base), &sources.overlay)?;
+        sources.file = Some(base);
         self.publish(compiled);
         Ok(())
+    }
+
+    /// Compiles what the ruleset would be with `overlay` in place of the current one,
+    /// without publishing it: the console validates a write with it.
+    pub fn try_overlay(&self, overlay: &Overlay) -> Result<Compiled, String> {
+        let sources = self.lock_sources();
+        self.compile(sources.file.as_ref(), overlay)
+    }
+
+    /// Replaces the console's overlay and publishes the result.
+    pub fn set_overlay(&self, overlay: Overlay) -> Result<(), String> {
+        let mut sources = self.lock_sources();
+        let compiled = self.compile(sources.file.as_ref(), &overlay)?;
+        sources.overlay = overlay;
+        self.publish(compiled);
+        Ok(())
+    }
+
+    fn lock_sources(&self) -> std::sync::MutexGuard<'_, Sources> {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next version's `time` is kept above the current one's, so SDKs polling with
+    /// `sinceTime` see every change.
+    fn compile(&self, file: Option<&Value>, overlay: &Overlay) -> Result<Compiled, String> {
+        let base = file.cloned().unwrap_or_else(|| {
+            serde_json::json!({"feature_gates": [], "dynamic_configs": [], "layer_configs": [],
+                               "layers": {}, "has_updates": true, "time": 0})
+        });
+        let payload = serde_json::to_vec(&overlay.merge_into(base)).map_err(|e| e.to_string())?;
+        let min_time = self.get().map_or(0, |c| c.ruleset.time + 1);
+        Compiled::build(&payload, min_time)
     }
 
     /// Polls `path` every `every`; a changed file is compiled on the blocking pool and
