@@ -87,6 +87,9 @@ cargo build --quiet -p gatehouse-ingest --bin gatehouse
 python_check real_sdks ingest/tests/sdk/real_sdks.py target/debug/gatehouse \
   evaluator/tests/data/conformance_v2.json evaluator/tests/data/conformance_vectors.json
 
+step "the official Python SDKs see gates made through the console API"
+python_check console_sdk ingest/tests/sdk/console_sdk.py target/debug/gatehouse
+
 step "the sink on the real broker: kill -9, two sinks in one group, read back by DuckDB and pyarrow"
 python_check kill_test sink/tests/kill_test.py target/debug/gatehouse
 

@@ -160,7 +160,8 @@ impl LiveRules {
                                "layers": {}, "has_updates": true, "time": 0})
         });
         let payload = serde_json::to_vec(&overlay.merge_into(base)).map_err(|e| e.to_string())?;
-        let min_time = self.get().map_or(0, |c| c.ruleset.time + 1);
+        // Never `time` 0: SDKs send `sinceTime=0` before their first download.
+        let min_time = self.get().map_or(1, |c| c.ruleset.time + 1);
         Compiled::build(&payload, min_time)
     }
 
