@@ -62,6 +62,7 @@ pub struct Overlay {
 impl Overlay {
     /// The specs file's payload (v1 shape) with the overlay's specs in place.
     fn merge_into(&self, mut base: Value) -> Value {
+        // (`time` comes from the compile's minimum.)
         let Some(payload) = base.as_object_mut() else {
             return base;
         };
@@ -87,16 +88,21 @@ impl Overlay {
         if let Value::Object(layers) = layers {
             layers.extend(self.layers.clone());
         }
-        let time = payload.get("time").and_then(Value::as_i64).unwrap_or(0);
-        payload.insert("time".into(), (time.max(self.time as i64)).into());
         base
     }
+}
+
+/// The specs file as read, and in the v1 shape the overlay merges into.
+#[derive(Debug)]
+struct SpecsFile {
+    bytes: Vec<u8>,
+    v1: Value,
 }
 
 /// Where the ruleset comes from: the specs file and the console's overlay.
 #[derive(Debug, Default)]
 struct Sources {
-    file: Option<Value>,
+    file: Option<SpecsFile>,
     overlay: Overlay,
 }
 
@@ -122,12 +128,13 @@ impl LiveRules {
     /// Loads a specs file now.
     pub fn load_file(&self, path: &Path) -> Result<(), String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let base = Ruleset::from_slice(&bytes)
+        let v1 = Ruleset::from_slice(&bytes)
             .map_err(|e| format!("{}: {e}", path.display()))?
             .to_v1();
+        let file = SpecsFile { bytes, v1 };
         let mut sources = self.lock_sources();
-        let compiled = self.compile(Some(&base), &sources.overlay)?;
-        sources.file = Some(base);
+        let compiled = self.compile(Some(&file), &sources.overlay)?;
+        sources.file = Some(file);
         self.publish(compiled);
         Ok(())
     }
@@ -154,15 +161,28 @@ impl LiveRules {
 
     /// The next version's `time` is kept above the current one's, so SDKs polling with
     /// `sinceTime` see every change.
-    fn compile(&self, file: Option<&Value>, overlay: &Overlay) -> Result<Compiled, String> {
-        let base = file.cloned().unwrap_or_else(|| {
-            serde_json::json!({"feature_gates": [], "dynamic_configs": [], "layer_configs": [],
-                               "layers": {}, "has_updates": true, "time": 0})
-        });
-        let payload = serde_json::to_vec(&overlay.merge_into(base)).map_err(|e| e.to_string())?;
+    fn compile(&self, file: Option<&SpecsFile>, overlay: &Overlay) -> Result<Compiled, String> {
         // Never `time` 0: SDKs send `sinceTime=0` before their first download.
-        let min_time = self.get().map_or(1, |c| c.ruleset.time + 1);
-        Compiled::build(&payload, min_time)
+        let min_time = self
+            .get()
+            .map_or(1, |c| c.ruleset.time + 1)
+            .max(overlay.time as i64);
+        let no_overlay = overlay.feature_gates.is_empty()
+            && overlay.dynamic_configs.is_empty()
+            && overlay.layer_configs.is_empty();
+        match file {
+            // The file as it is: exactly the specs (and fields) it holds.
+            Some(file) if no_overlay => Compiled::build(&file.bytes, min_time),
+            _ => {
+                let base = file.map(|f| f.v1.clone()).unwrap_or_else(|| {
+                    serde_json::json!({"feature_gates": [], "dynamic_configs": [],
+                        "layer_configs": [], "layers": {}, "has_updates": true, "time": 0})
+                });
+                let payload =
+                    serde_json::to_vec(&overlay.merge_into(base)).map_err(|e| e.to_string())?;
+                Compiled::build(&payload, min_time)
+            }
+        }
     }
 
     /// Polls `path` every `every`; a changed file is compiled on the blocking pool and
