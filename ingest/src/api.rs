@@ -92,7 +92,7 @@ fn since_time(req: &Decoded, body: &Value) -> Option<i64> {
 }
 
 /// `download_config_specs` in the v1 (`shape == 1`) or v2 shape; bodies are serialized once
-/// per ruleset version. `{"has_updates":false}` (200, never an empty 204) when the SDK is
+/// per ruleset version (and key scope: target app, environments). `{"has_updates":false}` (200, never an empty 204) when the SDK is
 /// current.
 pub fn download_config_specs(
     state: &AppState,
@@ -101,7 +101,7 @@ pub fn download_config_specs(
     shape: u8,
 ) -> Reply {
     let result = (|| {
-        authenticate(
+        let key = authenticate(
             state,
             &req,
             path_key.as_deref(),
@@ -112,10 +112,23 @@ pub fn download_config_specs(
         if since_time(&req, &body).is_some_and(|since| since >= rules.ruleset.time) {
             return Ok(json_reply(StatusCode::OK, &json!({"has_updates": false})));
         }
-        let bytes: Bytes = if shape == 1 {
-            rules.v1_body.clone()
-        } else {
-            rules.v2_body.clone()
+        let bytes: Bytes = match crate::scope::Scope::of(&key) {
+            // A key bound to an app or environments gets only what it may see.
+            Some(scope) => {
+                let bodies = rules.scoped(&scope).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("scoped specs: {e}"),
+                    )
+                })?;
+                if shape == 1 {
+                    bodies.v1.clone()
+                } else {
+                    bodies.v2.clone()
+                }
+            }
+            None if shape == 1 => rules.v1_body.clone(),
+            None => rules.v2_body.clone(),
         };
         Ok(bytes_reply(StatusCode::OK, bytes))
     })();

@@ -97,6 +97,9 @@ pub struct KeyRecord {
     pub scopes: HashSet<String>,
     /// The target app the key is bound to: evaluation then sees only that app's specs.
     pub target_app: Option<String>,
+    /// The environments the key is limited to (empty: all): its DCS carries only the rules
+    /// enabled for them.
+    pub environments: Vec<String>,
     /// Given by a start-up flag (not by the console API).
     pub seeded: bool,
     revoked: AtomicBool,
@@ -119,6 +122,7 @@ impl KeyRecord {
             kind,
             scopes: scopes.into_iter().collect(),
             target_app,
+            environments: Vec::new(),
             seeded,
             revoked: AtomicBool::new(false),
             last_used_minute: AtomicU64::new(0),

@@ -17,3 +17,4 @@ pub mod logging;
 pub mod metrics;
 pub mod producer;
 pub mod rules;
+pub mod scope;

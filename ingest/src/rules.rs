@@ -11,6 +11,8 @@ use bytes::Bytes;
 use evaluator::Ruleset;
 use serde_json::{Map, Value};
 
+use crate::scope::Scope;
+
 /// One ruleset version with its `download_config_specs` bodies serialized once.
 #[derive(Debug)]
 pub struct Compiled {
@@ -22,6 +24,17 @@ pub struct Compiled {
     pub v2_body: Bytes,
     /// When this version was swapped in (ms since the epoch).
     pub loaded_at_ms: u64,
+    /// Bodies for scoped keys (target app, environments), built on first use.
+    scoped: dashmap::DashMap<Scope, Arc<ScopedBodies>>,
+}
+
+/// The v1 and v2 bodies of one scope.
+#[derive(Debug)]
+pub struct ScopedBodies {
+    /// v1 shape.
+    pub v1: Bytes,
+    /// v2 shape.
+    pub v2: Bytes,
 }
 
 impl Compiled {
@@ -39,7 +52,27 @@ impl Compiled {
             v2_body: body(ruleset.to_v2()),
             ruleset,
             loaded_at_ms: now_ms(),
+            scoped: Default::default(),
         })
+    }
+
+    /// The DCS bodies a scoped key gets, built once per version and scope.
+    pub fn scoped(&self, scope: &Scope) -> Result<Arc<ScopedBodies>, String> {
+        if let Some(bodies) = self.scoped.get(scope) {
+            return Ok(bodies.clone());
+        }
+        let payload = scope.filter(self.ruleset.to_v1());
+        let mut ruleset =
+            Ruleset::from_slice(&serde_json::to_vec(&payload).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        ruleset.time = self.ruleset.time;
+        let body = |v: Value| Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+        let bodies = Arc::new(ScopedBodies {
+            v1: body(ruleset.to_v1()),
+            v2: body(ruleset.to_v2()),
+        });
+        self.scoped.insert(scope.clone(), bodies.clone());
+        Ok(bodies)
     }
 }
 

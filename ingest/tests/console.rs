@@ -1088,3 +1088,99 @@ async fn two_front_doors_share_state_through_kafka() {
     assert_eq!(gate.body["data"]["description"], winner);
     assert_eq!(gate.etag.as_deref(), Some("\"3\""));
 }
+
+/// Keys bound to a target app and environments get only what they may see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_keys_see_their_app_and_environments() {
+    let dir = temp_dir("console-scope");
+    let front = Front::start(&as_strs(&state_dir_args(&dir))).await;
+    let public_in = |envs: &[&str]| {
+        json!({"name": format!("{} users", envs.join("+")), "environments": envs,
+               "conditions": [{"type": "public"}]})
+    };
+    for gate in [
+        json!({"name": "web_gate", "targetApps": ["web"],
+               "rules": [public_in(&["staging"]), public_in(&["production"])]}),
+        json!({"name": "ios_gate", "targetApps": ["ios"], "rules": [public_in(&["production"])]}),
+        json!({"name": "everywhere", "rules": [public_in(&["production"])]}),
+    ] {
+        let made = front.post("/console/v1/gates", ADMIN, gate).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    }
+    let (web_id, web_key) = front
+        .new_key(json!({"type": "SERVER", "targetAppID": "web", "environments": ["staging"]}))
+        .await;
+    let (_, all_key) = front.new_key(json!({"type": "SERVER"})).await;
+    let dcs = |key: String| {
+        let front = &front;
+        async move {
+            front
+                .get(&format!("/v2/download_config_specs/{key}.json"), "")
+                .await
+                .body
+        }
+    };
+    let names = |body: &Value| {
+        let mut n: Vec<String> = body["feature_gates"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        n.sort();
+        n
+    };
+    let scoped = dcs(web_key.clone()).await;
+    assert_eq!(names(&scoped), ["web_gate"]);
+    assert_eq!(scoped["app_id"], "web");
+    assert_eq!(scoped["default_environment"], "staging");
+    assert_eq!(
+        scoped["feature_gates"]["web_gate"]["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let v1 = front.get("/v1/download_config_specs", &web_key).await.body;
+    assert_eq!(v1["feature_gates"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        names(&dcs(all_key).await),
+        ["everywhere", "ios_gate", "web_gate"]
+    );
+
+    // Moving the key to production changes what it gets on the next download.
+    let patched = front
+        .call(
+            Method::PATCH,
+            &format!("/console/v1/keys/{web_id}"),
+            ADMIN,
+            &[],
+            Some(json!({"environments": ["production"]})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK);
+    let moved = dcs(web_key).await;
+    let rule = &moved["feature_gates"]["web_gate"]["rules"][0];
+    assert_eq!(rule["name"], "production users", "{moved}");
+    assert_eq!(moved["default_environment"], "production");
+
+    // A client key bound to the app: initialize holds only the app's gates.
+    let (_, client) = front
+        .new_key(json!({"type": "CLIENT", "targetAppID": "web"}))
+        .await;
+    let init = front
+        .post(
+            "/v1/initialize",
+            &client,
+            json!({"user": {"userID": "u"}, "hash": "none"}),
+        )
+        .await;
+    assert_eq!(init.status, StatusCode::OK);
+    let gates: Vec<&String> = init.body["feature_gates"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(gates, ["web_gate"]);
+    let _ = std::fs::remove_dir_all(dir);
+}

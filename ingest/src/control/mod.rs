@@ -307,7 +307,17 @@ pub fn key_record(doc: &Value) -> Option<(KeyRecord, bool)> {
         .map(str::to_owned);
     let seeded = doc.get("source").and_then(Value::as_str) == Some("flag");
     let active = doc.get("status").and_then(Value::as_str) == Some("active");
-    Some((KeyRecord::new(digest, kind, scopes, app, seeded), active))
+    let mut record = KeyRecord::new(digest, kind, scopes, app, seeded);
+    record.environments = doc
+        .get("environments")
+        .and_then(Value::as_array)
+        .map(|e| {
+            e.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((record, active))
 }
 
 /// A fresh unique id (write ids, rule ids, salts).

@@ -91,56 +91,28 @@ fn condition_target(console_type: &str) -> Option<(&'static str, Option<&'static
     })
 }
 
-/// Field names the API takes for each kind (anything else is refused, so a typo is
-/// named instead of silently ignored).
-fn allowed_fields(kind: Kind) -> &'static [&'static str] {
+/// Field names the API takes for each kind, beyond `id name description idType tags`
+/// (anything else is refused, so a typo is named instead of silently ignored).
+fn kind_fields(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Gate => &[
-            "id",
-            "name",
-            "description",
-            "isEnabled",
-            "idType",
-            "rules",
-            "tags",
-        ],
-        Kind::DynamicConfig => &[
-            "id",
-            "name",
-            "description",
-            "isEnabled",
-            "idType",
-            "rules",
-            "tags",
-            "defaultValue",
-        ],
-        Kind::Segment => &[
-            "id",
-            "name",
-            "description",
-            "type",
-            "idType",
-            "rules",
-            "ids",
-            "tags",
-        ],
+        Kind::Gate => &["isEnabled", "rules", "targetApps"],
+        Kind::DynamicConfig => &["isEnabled", "rules", "targetApps", "defaultValue"],
+        Kind::Segment => &["type", "rules", "ids"],
         Kind::Experiment => &[
-            "id",
-            "name",
-            "description",
             "hypothesis",
-            "idType",
             "groups",
             "allocation",
             "targetingGateID",
             "layerID",
-            "tags",
             "controlGroupID",
+            "targetApps",
         ],
-        Kind::Layer => &["id", "name", "description", "idType", "parameters", "tags"],
+        Kind::Layer => &["parameters"],
         Kind::Key => &[],
     }
 }
+
+const COMMON_FIELDS: [&str; 5] = ["id", "name", "description", "idType", "tags"];
 
 /// Checks a create or full-update body and returns the document to store. `existing` (an
 /// update) lends its internal fields, status and rule ids; `name` is the entity's name.
@@ -149,7 +121,8 @@ pub fn normalize(kind: Kind, name: &str, body: &Value, existing: Option<&Value>)
         return Err(bad("", "the body must be a JSON object"));
     };
     for field in body.keys() {
-        if !allowed_fields(kind).contains(&field.as_str()) {
+        if !COMMON_FIELDS.contains(&field.as_str()) && !kind_fields(kind).contains(&field.as_str())
+        {
             return Err(bad(field.as_str(), "unknown field"));
         }
     }
@@ -185,6 +158,13 @@ pub fn normalize(kind: Kind, name: &str, body: &Value, existing: Option<&Value>)
                 .collect(),
         ),
     );
+    if kind != Kind::Segment && kind != Kind::Layer {
+        let apps = string_list(body.get("targetApps"), "targetApps")?;
+        doc.insert(
+            "targetApps".into(),
+            apps.into_iter().map(Value::from).collect(),
+        );
+    }
     doc.insert(
         "_salt".into(),
         old("_salt").unwrap_or_else(|| super::new_id().into()),
@@ -518,6 +498,15 @@ fn unit_rule(id: &str, id_type: &str, ids: &Value, pass: f64, value: Value) -> V
                            "idType": id_type, "additionalValues": {}}]})
 }
 
+/// Statsig's `targetApps` become the spec's `targetAppIDs` (keys bound to an app see only
+/// the specs listing it).
+fn with_target_apps(mut spec: Value, doc: &Value) -> Value {
+    if doc["targetApps"].as_array().is_some_and(|a| !a.is_empty()) {
+        spec["targetAppIDs"] = doc["targetApps"].clone();
+    }
+    spec
+}
+
 /// A gate, dynamic config or segment document as a spec.
 fn rules_spec(doc: &Value, spec_name: &str, entity: &str, with_value: bool) -> Value {
     let id_type = doc["idType"].as_str().unwrap_or("userID");
@@ -557,13 +546,16 @@ fn rules_spec(doc: &Value, spec_name: &str, entity: &str, with_value: bool) -> V
             "conditions": spec_conditions(rule, &format!("rules[{i}].conditions"), id_type),
         }));
     }
-    json!({
-        "name": spec_name, "type": if with_value { "dynamic_config" } else { "feature_gate" },
-        "entity": entity, "salt": doc["_salt"], "enabled": doc["isEnabled"].as_bool().unwrap_or(true),
-        "idType": id_type, "isDeviceBased": false,
-        "defaultValue": if with_value { doc["defaultValue"].clone() } else { json!(false) },
-        "rules": rules,
-    })
+    with_target_apps(
+        json!({
+            "name": spec_name, "type": if with_value { "dynamic_config" } else { "feature_gate" },
+            "entity": entity, "salt": doc["_salt"], "enabled": doc["isEnabled"].as_bool().unwrap_or(true),
+            "idType": id_type, "isDeviceBased": false,
+            "defaultValue": if with_value { doc["defaultValue"].clone() } else { json!(false) },
+            "rules": rules,
+        }),
+        doc,
+    )
 }
 
 /// Checks experiment groups: at least one, unique names, sizes adding up to 100.
@@ -702,6 +694,7 @@ fn experiment_spec(doc: &Value, layer: Option<&Value>) -> Value {
         "enabled": true, "isActive": status == "active", "hasSharedParams": layer.is_some(),
         "idType": id_type, "isDeviceBased": false, "defaultValue": default, "rules": rules,
     });
+    spec = with_target_apps(spec, doc);
     if layer.is_some() {
         let params: Vec<&String> = groups
             .iter()
