@@ -858,7 +858,9 @@ async fn entity_route(
             )
             .await
         }
-        (Method::GET, [id, "overrides"]) if matches!(kind, Kind::Gate | Kind::DynamicConfig) => {
+        (Method::GET, [id, "overrides"])
+            if matches!(kind, Kind::Gate | Kind::DynamicConfig | Kind::Experiment) =>
+        {
             read()?;
             let (doc, version) = read_entity(control, kind, id)?;
             Ok(with_etag(
@@ -871,27 +873,15 @@ async fn entity_route(
             ))
         }
         (Method::POST | Method::PUT, [id, "overrides"])
-            if matches!(kind, Kind::Gate | Kind::DynamicConfig) =>
+            if matches!(kind, Kind::Gate | Kind::DynamicConfig | Kind::Experiment) =>
         {
             let actor = write()?;
             let (mut doc, version) = read_entity(control, kind, id)?;
-            let body = body_object(req)?;
-            let mut overrides = json!({"passingUserIDs": [], "failingUserIDs": []});
-            for (field, ids) in &body {
-                let list = ids.as_array().filter(|l| l.iter().all(Value::is_string));
-                match (field.as_str(), list) {
-                    ("passingUserIDs" | "failingUserIDs", Some(list)) => {
-                        overrides[field] = list.clone().into()
-                    }
-                    _ => {
-                        return Err(ConsoleError::invalid(vec![FieldError {
-                            property: field.clone(),
-                            error: "passingUserIDs and failingUserIDs: lists of user ids".into(),
-                        }]))
-                    }
-                }
-            }
-            doc["overrides"] = overrides;
+            doc["overrides"] = if kind == Kind::Experiment {
+                experiment_overrides(&doc, &body_object(req)?)?
+            } else {
+                pass_fail_overrides(&body_object(req)?)?
+            };
             let base = if_match(req)?.unwrap_or(version);
             write_entity(
                 control,
@@ -908,6 +898,68 @@ async fn entity_route(
         }
         _ => Err(ConsoleError::new(StatusCode::NOT_FOUND, "no such endpoint")),
     }
+}
+
+fn id_list(value: &Value) -> Option<&Vec<Value>> {
+    value.as_array().filter(|l| l.iter().all(Value::is_string))
+}
+
+/// Gate and config overrides: `{passingUserIDs, failingUserIDs}`.
+fn pass_fail_overrides(body: &Map<String, Value>) -> Result<Value, ConsoleError> {
+    let mut overrides = json!({"passingUserIDs": [], "failingUserIDs": []});
+    for (field, ids) in body {
+        match (field.as_str(), id_list(ids)) {
+            ("passingUserIDs" | "failingUserIDs", Some(list)) => {
+                overrides[field] = list.clone().into()
+            }
+            _ => {
+                return Err(ConsoleError::invalid(vec![FieldError {
+                    property: field.clone(),
+                    error: "passingUserIDs and failingUserIDs: lists of user ids".into(),
+                }]))
+            }
+        }
+    }
+    Ok(overrides)
+}
+
+/// Experiment overrides: `{userIDOverrides: [{groupID: group name, ids: [...]}]}`.
+fn experiment_overrides(doc: &Value, body: &Map<String, Value>) -> Result<Value, ConsoleError> {
+    let invalid = |property: String, error: &str| {
+        ConsoleError::invalid(vec![FieldError {
+            property,
+            error: error.into(),
+        }])
+    };
+    if let Some(field) = body.keys().find(|k| *k != "userIDOverrides") {
+        return Err(invalid(field.clone(), "unknown field"));
+    }
+    let list = match body.get("userIDOverrides") {
+        Some(Value::Array(list)) => list,
+        _ => {
+            return Err(invalid(
+                "userIDOverrides".into(),
+                "a list of {groupID, ids}",
+            ))
+        }
+    };
+    for (i, entry) in list.iter().enumerate() {
+        let group = entry["groupID"].as_str().unwrap_or_default();
+        if !doc["groups"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g["name"] == group))
+        {
+            let error = "the name of one of the experiment's groups";
+            return Err(invalid(format!("userIDOverrides[{i}].groupID"), error));
+        }
+        if id_list(&entry["ids"]).is_none() {
+            return Err(invalid(
+                format!("userIDOverrides[{i}].ids"),
+                "a list of user ids",
+            ));
+        }
+    }
+    Ok(json!({"userIDOverrides": list}))
 }
 
 /// `start` (setup → active; a layered experiment takes a free share of its layer),

@@ -742,6 +742,30 @@ async fn rules_crud_validation_versions_and_restart() {
         )
         .await;
     assert_eq!(started.status, StatusCode::OK, "{:?}", started.body);
+    let forced = front
+        .post(
+            "/console/v1/experiments/button/overrides",
+            ADMIN,
+            json!({"userIDOverrides": [{"groupID": "Test", "ids": ["forced-user"]}]}),
+        )
+        .await;
+    assert_eq!(forced.status, StatusCode::OK, "{:?}", forced.body);
+    let answer = get_config(json!({"userID": "forced-user"}), "button")
+        .await
+        .body;
+    assert_eq!(answer["group_name"], "Test");
+    assert_eq!(answer["value"], json!({"color": "green"}));
+    let bad = front
+        .post(
+            "/console/v1/experiments/button/overrides",
+            ADMIN,
+            json!({"userIDOverrides": [{"groupID": "Nope", "ids": ["x"]}]}),
+        )
+        .await;
+    assert_eq!(
+        bad.body["errors"][0]["property"],
+        "userIDOverrides[0].groupID"
+    );
     let mut groups = std::collections::HashMap::new();
     for i in 0..400 {
         let user = json!({"userID": format!("user-{i}")});

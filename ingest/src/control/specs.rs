@@ -226,6 +226,10 @@ pub fn normalize(kind: Kind, name: &str, body: &Value, existing: Option<&Value>)
                     opt_string(body, field)?.map_or(Value::Null, Value::from),
                 );
             }
+            doc.insert(
+                "overrides".into(),
+                old("overrides").unwrap_or_else(|| json!({"userIDOverrides": []})),
+            );
             for field in ["status", "launchedGroupID", "_layerBuckets"] {
                 doc.insert(field.into(), old(field).unwrap_or(Value::Null));
             }
@@ -630,6 +634,26 @@ fn experiment_spec(doc: &Value, layer: Option<&Value>) -> Value {
     let default = layer.map_or_else(|| json!({}), layer_defaults);
     let groups = doc["groups"].as_array().cloned().unwrap_or_default();
     let mut rules = Vec::new();
+    if matches!(status, "setup" | "active") {
+        // Forced users first, with their group's values.
+        for entry in doc["overrides"]["userIDOverrides"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(g) = groups.iter().find(|g| g["name"] == entry["groupID"]) {
+                let mut rule = unit_rule(
+                    "override",
+                    id_type,
+                    &entry["ids"],
+                    100.0,
+                    g["parameterValues"].clone(),
+                );
+                rule["groupName"] = g["name"].clone();
+                rules.push(rule);
+            }
+        }
+    }
     match status {
         "active" => {
             if let Some(gate) = doc["targetingGateID"].as_str() {
