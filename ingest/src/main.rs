@@ -44,7 +44,7 @@ enum Command {
     /// ratio mismatch, and a metric per group with lift versus control.
     Analyze(AnalyzeArgs),
     /// The whole thing on one machine: front door + embedded Kafka + Parquet sink.
-    /// Demo keys `secret-dev` / `client-dev` unless keys are given.
+    /// Demo keys `secret-dev` / `client-dev` / `console-dev` unless keys are given.
     Up {
         #[command(flatten)]
         serve: ServeArgs,
@@ -379,8 +379,9 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
         }
     };
     if demo && args.server_keys.is_empty() && args.client_keys.is_empty() {
-        tracing::warn!("no keys given: using the demo keys secret-dev and client-dev");
+        tracing::warn!("no keys given: using the demo keys secret-dev, client-dev and console-dev");
         args.server_keys.push("secret-dev".into());
+        args.console_keys.push("console-dev".into());
         args.client_keys.push("client-dev".into());
     }
     let events = ingest::producer::EventSink::connect(

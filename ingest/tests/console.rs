@@ -1208,3 +1208,37 @@ async fn scoped_keys_see_their_app_and_environments() {
     assert_eq!(gates, ["web_gate"]);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A control topic with more than one partition (e.g. auto-created with broker defaults)
+/// would give front doors different orders: refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_topic_with_several_partitions_is_refused() {
+    let Ok(brokers) = std::env::var("GATEHOUSE_KAFKA_BROKERS") else {
+        eprintln!("GATEHOUSE_KAFKA_BROKERS unset: scripts/test.sh runs this against Apache Kafka");
+        return;
+    };
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let topic = format!("gatehouse.control.four.{}", uuid_like());
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    admin
+        .create_topics(
+            [&NewTopic::new(&topic, 4, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-topic", &topic])
+        .args(["--kafka-brokers", &brokers])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("has 4 partitions; it needs exactly 1"),
+        "{stderr}"
+    );
+}

@@ -12,7 +12,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::state::{Change, CHANGE_SCHEMA_VERSION};
@@ -55,7 +55,7 @@ impl KafkaLog {
                 Err((topic, code)) => return Err(format!("creating topic {topic}: {code}")),
             }
         }
-        let producer = ClientConfig::new()
+        let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -63,6 +63,21 @@ impl KafkaLog {
             .set("message.timeout.ms", "10000")
             .create()
             .map_err(|e| format!("control producer: {e}"))?;
+        // Another client may have auto-created the topic with the broker's defaults: more
+        // than one partition would give the front doors different orders.
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| format!("control topic metadata: {e}"))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
+        if partitions != 1 {
+            return Err(format!(
+                "the control topic {topic} has {partitions} partitions; it needs exactly 1 (and cleanup.policy=compact): delete it or name another with --state-topic"
+            ));
+        }
         Ok(KafkaLog {
             producer,
             topic: topic.to_owned(),
