@@ -3,7 +3,12 @@
 //! producer).
 //!
 //!   cargo run --release -p gatehouse-benches --bin load -- [--requests N] [--seconds S]
-//!       [--connections C]
+//!       [--connections C] [--soak-seconds T]
+//!
+//! After the closed-loop runs, `check_gate` and the bare server are driven open-loop at 70% of
+//! the `check_gate` peak just measured (a request sent late because the one before it was
+//! slow counts from its scheduled time, so a stall is not hidden); `--soak-seconds` then holds that rate for T seconds, sampling
+//! the process's resident memory every second.
 //!
 //! Kafka: the broker in GATEHOUSE_KAFKA_BROKERS, else an in-process mock cluster.
 
@@ -31,6 +36,7 @@ struct Options {
     requests: u64,
     seconds: u64,
     connections: usize,
+    soak_seconds: u64,
 }
 
 fn options() -> Options {
@@ -38,6 +44,7 @@ fn options() -> Options {
         requests: 200_000,
         seconds: 20,
         connections: 32,
+        soak_seconds: 0,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args[1..].chunks(2) {
@@ -46,8 +53,11 @@ fn options() -> Options {
             ("--requests", Some(v)) => o.requests = v,
             ("--seconds", Some(v)) => o.seconds = v,
             ("--connections", Some(v)) => o.connections = v as usize,
+            ("--soak-seconds", Some(v)) => o.soak_seconds = v,
             _ => {
-                eprintln!("usage: load [--requests N] [--seconds S] [--connections C]");
+                eprintln!(
+                    "usage: load [--requests N] [--seconds S] [--connections C] [--soak-seconds T]"
+                );
                 std::process::exit(2);
             }
         }
@@ -144,6 +154,142 @@ async fn drive(
         latencies_us,
         errors: errors.load(Ordering::Relaxed),
     }
+}
+
+/// Latencies in 10 µs buckets up to 100 ms (and one overflow bucket): fixed memory however
+/// long the run, so a soak measures the server's memory, not the client's.
+struct Histogram {
+    buckets: Vec<u64>,
+}
+
+impl Histogram {
+    const BUCKET_US: u64 = 10;
+    const BUCKETS: usize = 10_001;
+
+    fn new() -> Histogram {
+        Histogram {
+            buckets: vec![0; Self::BUCKETS],
+        }
+    }
+
+    fn record(&mut self, latency: Duration) {
+        let i = (latency.as_micros() as u64 / Self::BUCKET_US).min(Self::BUCKETS as u64 - 1);
+        self.buckets[i as usize] += 1;
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The upper edge of the bucket holding quantile `p`, in ms.
+    fn percentile(&self, p: f64) -> f64 {
+        let target = ((self.count() as f64) * p).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= target {
+                return ((i as u64 + 1) * Self::BUCKET_US) as f64 / 1000.0;
+            }
+        }
+        f64::INFINITY
+    }
+}
+
+/// Open loop: `rate` requests per second in all, spread over `connections`, for `duration`;
+/// a request sent late because its connection was still waiting counts from when it was due. `every_second` runs once a second
+/// (the soak's memory sampling).
+#[allow(clippy::too_many_arguments)]
+async fn drive_at_rate(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    rate: f64,
+    connections: usize,
+    duration: Duration,
+    mut every_second: impl FnMut(),
+) -> (Histogram, u64) {
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now() + Duration::from_millis(50);
+    let interval = Duration::from_secs_f64(connections as f64 / rate);
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (errors, body, path) = (errors.clone(), body.clone(), path.to_owned());
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut histogram = Histogram::new();
+            // Connections start staggered across one interval.
+            let mut due = started + interval.mul_f64(c as f64 / connections as f64);
+            while due < started + duration {
+                // Behind schedule (the last answer came after this one was due): the wait
+                // counts. Ahead: count from the send, since tokio's timer wakes up to 1 ms
+                // late and that lateness is the client's, not the server's.
+                let behind = Instant::now() >= due;
+                tokio::time::sleep_until(due.into()).await;
+                let sent_at = if behind { due } else { Instant::now() };
+                let mut req = Request::post(&path).header("host", "127.0.0.1");
+                for (k, v) in &headers {
+                    req = req.header(k.as_str(), v.as_str());
+                }
+                match sender
+                    .send_request(req.body(Full::new(body.clone())).unwrap())
+                    .await
+                {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        let _ = resp.into_body().collect().await;
+                        if !ok {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                histogram.record(sent_at.elapsed());
+                due += interval;
+            }
+            histogram
+        }));
+    }
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    while Instant::now() < started + duration {
+        ticker.tick().await;
+        every_second();
+    }
+    let mut all = Histogram::new();
+    for t in tasks {
+        all.merge(&t.await.unwrap());
+    }
+    (all, errors.load(Ordering::Relaxed))
+}
+
+/// This process's resident memory (client and server together), in MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 async fn bare_hyper() -> std::net::SocketAddr {
@@ -326,4 +472,67 @@ async fn main() {
         sink.failed.load(Ordering::Relaxed),
         sink.exposures_dropped.load(Ordering::Relaxed)
     );
+    // Latency at a fixed 70% of the check_gate peak, the bare server at the same rate.
+    let rate = 0.7 * check.per_second();
+    let window = Duration::from_secs(o.seconds);
+    let gate_body = Bytes::from(json!({"user": {"userID": "user-1", "email": "a@example.com", "country": "US"}, "gateName": "gate_0"}).to_string());
+    let bare_addr = bare_hyper().await;
+    println!(
+        "\nopen loop at {rate:.0} requests/s (70% of the check_gate peak), {} s:\n",
+        o.seconds
+    );
+    println!("| scenario | requests | p50 ms | p99 ms | p99.9 ms | errors |");
+    println!("|---|---|---|---|---|---|");
+    for (name, target, path, headers) in [
+        ("bare hyper (baseline)", bare_addr, "/", &[][..]),
+        (
+            "check_gate + exposure to Kafka",
+            addr,
+            "/v1/check_gate",
+            &[("statsig-api-key", SERVER_KEY)][..],
+        ),
+    ] {
+        let (h, errors) = drive_at_rate(
+            target,
+            path,
+            headers,
+            gate_body.clone(),
+            rate,
+            o.connections,
+            window,
+            || {},
+        )
+        .await;
+        println!(
+            "| {name} | {} | {:.2} | {:.2} | {:.2} | {errors} |",
+            h.count(),
+            h.percentile(0.5),
+            h.percentile(0.99),
+            h.percentile(0.999)
+        );
+    }
+    if o.soak_seconds > 0 {
+        let mut samples = Vec::new();
+        let (h, errors) = drive_at_rate(
+            addr,
+            "/v1/check_gate",
+            &[("statsig-api-key", SERVER_KEY)],
+            gate_body.clone(),
+            rate,
+            o.connections,
+            Duration::from_secs(o.soak_seconds),
+            || samples.push(rss_mib()),
+        )
+        .await;
+        let minute = samples.len().min(60);
+        let (first, last) = (samples[minute - 1], *samples.last().unwrap());
+        let peak = samples.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "\nsoak: check_gate at {rate:.0}/s for {} s: {} requests, {errors} errors, p99 {:.2} ms; \
+             RSS (client + server) after 1 min {first:.1} MiB, at the end {last:.1} MiB, peak {peak:.1} MiB",
+            o.soak_seconds,
+            h.count(),
+            h.percentile(0.99)
+        );
+    }
 }
