@@ -629,10 +629,14 @@ async fn entity_route(
                 .to_owned();
             let base = match control.lock_state().get(kind, &name) {
                 Some(e) if e.doc.is_some() => {
-                    return Err(ConsoleError::new(
-                        StatusCode::BAD_REQUEST,
-                        "Name is already in use",
-                    ))
+                    return Err(ConsoleError {
+                        status: StatusCode::BAD_REQUEST,
+                        message: "Name is already in use".into(),
+                        errors: vec![FieldError {
+                            property: "name".into(),
+                            error: "already in use".into(),
+                        }],
+                    })
                 }
                 Some(e) => e.version,
                 None => 0,
