@@ -591,7 +591,6 @@ fn read_entity(control: &Control, kind: Kind, id: &str) -> Result<(Value, u64), 
     Ok((entry.doc.clone().unwrap_or_default(), entry.version))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn entity_route(
     state: &AppState,
     control: &std::sync::Arc<Control>,
