@@ -642,18 +642,12 @@ async fn entity_route(
             };
             let doc = specs::normalize(kind, &name, &Value::Object(body), None)
                 .map_err(ConsoleError::invalid)?;
-            write_entity(
-                control,
-                kind,
-                &name,
-                base,
-                Some(doc),
-                &actor.id,
+            let done = Done::new(
                 "create",
                 StatusCode::CREATED,
-                &format!("{label} created successfully."),
-            )
-            .await
+                format!("{label} created successfully."),
+            );
+            write_entity(control, kind, &name, base, Some(doc), &actor.id, done).await
         }
         (Method::GET, [id]) => {
             read()?;
@@ -669,196 +663,126 @@ async fn entity_route(
             ))
         }
         (Method::POST | Method::PUT | Method::PATCH, [id]) => {
-            let actor = write()?;
-            let (old, version) = read_entity(control, kind, id)?;
-            let mut body = body_object(req)?;
-            for field in [
-                "version",
-                "lastModifiedTime",
-                "lastModifierID",
-                "isActive",
-                "status",
-                "launchedGroupID",
-                "overrides",
-            ] {
-                body.remove(field);
-            }
-            if *method == Method::PATCH {
-                // Partial update: the fields sent replace the stored ones.
-                let mut merged: Map<String, Value> = specs::public_view(&old)
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default();
-                for field in [
-                    "version",
-                    "lastModifiedTime",
-                    "lastModifierID",
-                    "isActive",
-                    "status",
-                    "launchedGroupID",
-                    "overrides",
-                ] {
-                    merged.remove(field);
-                }
-                merged.extend(body);
-                body = merged;
-            }
-            let doc = specs::normalize(kind, id, &Value::Object(body), Some(&old))
-                .map_err(ConsoleError::invalid)?;
-            let base = if_match(req)?.unwrap_or(version);
-            write_entity(
-                control,
-                kind,
-                id,
-                base,
-                Some(doc),
-                &actor.id,
+            let done = Done::new(
                 "update",
                 StatusCode::OK,
-                &format!("{label} updated successfully."),
-            )
+                format!("{label} updated successfully."),
+            );
+            modify(control, req, &write()?, kind, id, done, |old| {
+                let mut body = body_object(req)?;
+                drop_read_only(&mut body);
+                if *method == Method::PATCH {
+                    // Partial update: the fields sent replace the stored ones.
+                    let mut merged = specs::public_view(&old)
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default();
+                    drop_read_only(&mut merged);
+                    merged.extend(body);
+                    body = merged;
+                }
+                specs::normalize(kind, id, &Value::Object(body), Some(&old))
+                    .map(Some)
+                    .map_err(ConsoleError::invalid)
+            })
             .await
         }
         (Method::DELETE, [id]) => {
-            let actor = write()?;
-            let (_, version) = read_entity(control, kind, id)?;
-            let base = if_match(req)?.unwrap_or(version);
-            write_entity(
-                control,
-                kind,
-                id,
-                base,
-                None,
-                &actor.id,
+            let done = Done::new(
                 "delete",
                 StatusCode::OK,
-                &format!("{label} deleted successfully."),
-            )
-            .await
+                format!("{label} deleted successfully."),
+            );
+            modify(control, req, &write()?, kind, id, done, |_| Ok(None)).await
         }
         (Method::GET, [id, "versions"]) => {
             read()?;
-            let st = control.lock_state();
-            if st.get(kind, id).is_none() {
+            if control.lock_state().get(kind, id).is_none() {
                 return Err(ConsoleError::not_found(label));
             }
-            drop(st);
             audit_log(state, control, req, Some((kind, id)))
         }
         (Method::PUT | Method::POST, [id, action @ ("enable" | "disable")])
             if matches!(kind, Kind::Gate | Kind::DynamicConfig) =>
         {
-            let actor = write()?;
-            let (mut doc, version) = read_entity(control, kind, id)?;
-            doc["isEnabled"] = (*action == "enable").into();
-            let base = if_match(req)?.unwrap_or(version);
-            write_entity(
-                control,
-                kind,
-                id,
-                base,
-                Some(doc),
-                &actor.id,
+            let done = Done::new(
                 action,
                 StatusCode::OK,
-                &format!("{label} updated successfully."),
-            )
+                format!("{label} updated successfully."),
+            );
+            modify(control, req, &write()?, kind, id, done, |mut doc| {
+                doc["isEnabled"] = (*action == "enable").into();
+                Ok(Some(doc))
+            })
             .await
         }
         (Method::PUT | Method::POST, [id, action @ ("start" | "finish" | "abandon")])
             if kind == Kind::Experiment =>
         {
-            let actor = write()?;
-            let (doc, version) = read_entity(control, kind, id)?;
-            let doc = experiment_transition(control, doc, action, req)?;
-            let base = if_match(req)?.unwrap_or(version);
-            write_entity(
-                control,
-                kind,
-                id,
-                base,
-                Some(doc),
-                &actor.id,
+            let done = Done::new(
                 action,
                 StatusCode::OK,
-                "Experiment updated successfully.",
-            )
+                "Experiment updated successfully.".into(),
+            );
+            modify(control, req, &write()?, kind, id, done, |doc| {
+                experiment_transition(control, doc, action, req).map(Some)
+            })
             .await
         }
         (Method::POST, [id, "rules"])
             if matches!(kind, Kind::Gate | Kind::DynamicConfig | Kind::Segment) =>
         {
-            let actor = write()?;
-            let (mut doc, version) = read_entity(control, kind, id)?;
-            let rule = specs::one_rule(&req.json()?, "rule", &[], kind == Kind::DynamicConfig)
-                .map_err(ConsoleError::invalid)?;
-            let rules = doc["rules"].as_array_mut().ok_or_else(|| {
-                ConsoleError::new(
-                    StatusCode::BAD_REQUEST,
-                    "this segment has no rules (id_list)",
-                )
-            })?;
-            if rules.iter().any(|r| r["name"] == rule["name"]) {
-                return Err(ConsoleError::invalid(vec![FieldError {
-                    property: "name".into(),
-                    error: "duplicate rule name".into(),
-                }]));
-            }
-            rules.push(rule);
-            let base = if_match(req)?.unwrap_or(version);
-            write_entity(
-                control,
-                kind,
-                id,
-                base,
-                Some(doc),
-                &actor.id,
+            let done = Done::new(
                 "add_rule",
                 StatusCode::CREATED,
-                "Rule added successfully.",
-            )
+                "Rule added successfully.".into(),
+            );
+            modify(control, req, &write()?, kind, id, done, |mut doc| {
+                let rule = specs::one_rule(&req.json()?, "rule", &[], kind == Kind::DynamicConfig)
+                    .map_err(ConsoleError::invalid)?;
+                let rules = doc["rules"].as_array_mut().ok_or_else(|| {
+                    ConsoleError::new(
+                        StatusCode::BAD_REQUEST,
+                        "this segment has no rules (id_list)",
+                    )
+                })?;
+                if rules.iter().any(|r| r["name"] == rule["name"]) {
+                    return Err(ConsoleError::invalid(vec![FieldError {
+                        property: "name".into(),
+                        error: "duplicate rule name".into(),
+                    }]));
+                }
+                rules.push(rule);
+                Ok(Some(doc))
+            })
             .await
         }
         (Method::PATCH | Method::DELETE, [id, "rules", rule_id])
             if matches!(kind, Kind::Gate | Kind::DynamicConfig | Kind::Segment) =>
         {
-            let actor = write()?;
-            let (mut doc, version) = read_entity(control, kind, id)?;
-            let rules = doc["rules"]
-                .as_array_mut()
-                .ok_or_else(|| ConsoleError::not_found("Rule"))?;
-            let index = rules
-                .iter()
-                .position(|r| r["id"] == *rule_id || r["name"] == *rule_id)
-                .ok_or_else(|| ConsoleError::not_found("Rule"))?;
-            let action = if *method == Method::DELETE {
-                rules.remove(index);
-                "delete_rule"
-            } else {
-                let mut merged = rules[index].as_object().cloned().unwrap_or_default();
-                merged.extend(body_object(req)?);
-                merged.insert("id".into(), rules[index]["id"].clone());
-                rules[index] = specs::one_rule(
-                    &Value::Object(merged),
-                    "rule",
-                    &[],
-                    kind == Kind::DynamicConfig,
-                )
-                .map_err(ConsoleError::invalid)?;
-                "update_rule"
-            };
-            let base = if_match(req)?.unwrap_or(version);
-            write_entity(
-                control,
-                kind,
-                id,
-                base,
-                Some(doc),
-                &actor.id,
-                action,
-                StatusCode::OK,
-                "Rule updated successfully.",
-            )
+            let delete = *method == Method::DELETE;
+            let action = if delete { "delete_rule" } else { "update_rule" };
+            let done = Done::new(action, StatusCode::OK, "Rule updated successfully.".into());
+            modify(control, req, &write()?, kind, id, done, |mut doc| {
+                let rules = doc["rules"]
+                    .as_array_mut()
+                    .ok_or_else(|| ConsoleError::not_found("Rule"))?;
+                let index = rules
+                    .iter()
+                    .position(|r| r["id"] == *rule_id || r["name"] == *rule_id)
+                    .ok_or_else(|| ConsoleError::not_found("Rule"))?;
+                if delete {
+                    rules.remove(index);
+                } else {
+                    let mut merged = rules[index].as_object().cloned().unwrap_or_default();
+                    merged.extend(body_object(req)?);
+                    merged.insert("id".into(), rules[index]["id"].clone());
+                    let with_value = kind == Kind::DynamicConfig;
+                    rules[index] = specs::one_rule(&Value::Object(merged), "rule", &[], with_value)
+                        .map_err(ConsoleError::invalid)?;
+                }
+                Ok(Some(doc))
+            })
             .await
         }
         (Method::GET, [id, "overrides"])
@@ -866,37 +790,28 @@ async fn entity_route(
         {
             read()?;
             let (doc, version) = read_entity(control, kind, id)?;
+            let overrides = doc["overrides"].clone();
             Ok(with_etag(
-                data(
-                    StatusCode::OK,
-                    "Overrides read successfully.",
-                    doc["overrides"].clone(),
-                ),
+                data(StatusCode::OK, "Overrides read successfully.", overrides),
                 version,
             ))
         }
         (Method::POST | Method::PUT, [id, "overrides"])
             if matches!(kind, Kind::Gate | Kind::DynamicConfig | Kind::Experiment) =>
         {
-            let actor = write()?;
-            let (mut doc, version) = read_entity(control, kind, id)?;
-            doc["overrides"] = if kind == Kind::Experiment {
-                experiment_overrides(&doc, &body_object(req)?)?
-            } else {
-                pass_fail_overrides(&body_object(req)?)?
-            };
-            let base = if_match(req)?.unwrap_or(version);
-            write_entity(
-                control,
-                kind,
-                id,
-                base,
-                Some(doc),
-                &actor.id,
+            let done = Done::new(
                 "overrides",
                 StatusCode::OK,
-                "Overrides updated successfully.",
-            )
+                "Overrides updated successfully.".into(),
+            );
+            modify(control, req, &write()?, kind, id, done, |mut doc| {
+                doc["overrides"] = if kind == Kind::Experiment {
+                    experiment_overrides(&doc, &body_object(req)?)?
+                } else {
+                    pass_fail_overrides(&body_object(req)?)?
+                };
+                Ok(Some(doc))
+            })
             .await
         }
         _ => Err(ConsoleError::new(StatusCode::NOT_FOUND, "no such endpoint")),
@@ -1042,8 +957,56 @@ fn experiment_transition(
     Ok(doc)
 }
 
+/// What a successful write is recorded as and answered with.
+struct Done<'a> {
+    action: &'a str,
+    status: StatusCode,
+    message: String,
+}
+
+impl Done<'_> {
+    fn new(action: &str, status: StatusCode, message: String) -> Done<'_> {
+        Done {
+            action,
+            status,
+            message,
+        }
+    }
+}
+
+/// Fields the API shows but that only their own endpoints change.
+fn drop_read_only(body: &mut Map<String, Value>) {
+    for field in [
+        "version",
+        "lastModifiedTime",
+        "lastModifierID",
+        "isActive",
+        "status",
+        "launchedGroupID",
+        "overrides",
+    ] {
+        body.remove(field);
+    }
+}
+
+/// Reads an entity, lets `edit` turn its document into the new one (`None` deletes), and
+/// writes that based on the version read, or on the caller's `If-Match`.
+async fn modify(
+    control: &std::sync::Arc<Control>,
+    req: &Decoded,
+    actor: &std::sync::Arc<KeyRecord>,
+    kind: Kind,
+    id: &str,
+    done: Done<'_>,
+    edit: impl FnOnce(Value) -> Result<Option<Value>, ConsoleError>,
+) -> Answer {
+    let (doc, version) = read_entity(control, kind, id)?;
+    let doc = edit(doc)?;
+    let base = if_match(req)?.unwrap_or(version);
+    write_entity(control, kind, id, base, doc, &actor.id, done).await
+}
+
 /// Compiles the ruleset as it would be with the change, then writes it.
-#[allow(clippy::too_many_arguments)]
 async fn write_entity(
     control: &std::sync::Arc<Control>,
     kind: Kind,
@@ -1051,11 +1014,9 @@ async fn write_entity(
     base: u64,
     doc: Option<Value>,
     actor: &str,
-    action: &str,
-    status: StatusCode,
-    message: &str,
+    done: Done<'_>,
 ) -> Answer {
-    let change = control::change(kind, name, base, doc, actor, action);
+    let change = control::change(kind, name, base, doc, actor, done.action);
     check_compiles(control, &change)?;
     let version = commit(control, change.clone()).await?;
     let view = match &change.doc {
@@ -1068,7 +1029,7 @@ async fn write_entity(
         }
         None => json!({"id": name}),
     };
-    Ok(with_etag(data(status, message, view), version))
+    Ok(with_etag(data(done.status, &done.message, view), version))
 }
 
 /// A write is refused (400) when the evaluator would not compile it or would skip a spec
