@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper::server::conn::http1 as server_http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -86,6 +87,55 @@ impl Run {
     }
 }
 
+/// One keep-alive client connection.
+async fn connect(addr: std::net::SocketAddr) -> SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+fn owned(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// One POST, read to the end; a non-2xx answer counts as an error. False when the
+/// connection broke.
+async fn post(
+    sender: &mut SendRequest<Full<Bytes>>,
+    path: &str,
+    headers: &[(String, String)],
+    body: &Bytes,
+    errors: &AtomicU64,
+) -> bool {
+    let mut req = Request::post(path).header("host", "127.0.0.1");
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    match sender
+        .send_request(req.body(Full::new(body.clone())).unwrap())
+        .await
+    {
+        Ok(resp) => {
+            if !resp.status().is_success() {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = resp.into_body().collect().await;
+            true
+        }
+        Err(_) => {
+            errors.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
 /// Closed loop: `connections` keep-alive connections send `body` to `path` until `requests`
 /// are done or `seconds` pass.
 async fn drive(
@@ -103,39 +153,14 @@ async fn drive(
     for _ in 0..o.connections {
         let (sent, errors, body) = (sent.clone(), errors.clone(), body.clone());
         let (path, limit) = (path.to_owned(), o.requests);
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let headers = owned(headers);
         tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .unwrap();
-            tokio::spawn(conn);
+            let mut sender = connect(addr).await;
             let mut latencies = Vec::new();
             while sent.fetch_add(1, Ordering::Relaxed) < limit && Instant::now() < deadline {
-                let mut req = Request::post(&path).header("host", "127.0.0.1");
-                for (k, v) in &headers {
-                    req = req.header(k.as_str(), v.as_str());
-                }
                 let t = Instant::now();
-                match sender
-                    .send_request(req.body(Full::new(body.clone())).unwrap())
-                    .await
-                {
-                    Ok(resp) => {
-                        let ok = resp.status().is_success();
-                        let _ = resp.into_body().collect().await;
-                        if !ok {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
+                if !post(&mut sender, &path, &headers, &body, &errors).await {
+                    break;
                 }
                 latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
             }
@@ -221,17 +246,9 @@ async fn drive_at_rate(
     let mut tasks = Vec::new();
     for c in 0..connections {
         let (errors, body, path) = (errors.clone(), body.clone(), path.to_owned());
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let headers = owned(headers);
         tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .unwrap();
-            tokio::spawn(conn);
+            let mut sender = connect(addr).await;
             let mut histogram = Histogram::new();
             // Connections start staggered across one interval.
             let mut due = started + interval.mul_f64(c as f64 / connections as f64);
@@ -242,25 +259,8 @@ async fn drive_at_rate(
                 let behind = Instant::now() >= due;
                 tokio::time::sleep_until(due.into()).await;
                 let sent_at = if behind { due } else { Instant::now() };
-                let mut req = Request::post(&path).header("host", "127.0.0.1");
-                for (k, v) in &headers {
-                    req = req.header(k.as_str(), v.as_str());
-                }
-                match sender
-                    .send_request(req.body(Full::new(body.clone())).unwrap())
-                    .await
-                {
-                    Ok(resp) => {
-                        let ok = resp.status().is_success();
-                        let _ = resp.into_body().collect().await;
-                        if !ok {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
+                if !post(&mut sender, &path, &headers, &body, &errors).await {
+                    break;
                 }
                 histogram.record(sent_at.elapsed());
                 due += interval;
