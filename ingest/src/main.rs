@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ingest::http::{serve, AppState};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
@@ -307,23 +305,9 @@ async fn main() {
 /// Creates the two topics with the broker's default partitions and replication, unless
 /// they exist.
 async fn ensure_topics(brokers: &str, kafka: &KafkaArgs) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| format!("Kafka admin client: {e}"))?;
     let topics = [&kafka.exposures_topic, &kafka.events_topic]
         .map(|name| NewTopic::new(name, -1, TopicReplication::Fixed(-1)));
-    let results = admin
-        .create_topics(&topics, &AdminOptions::new())
-        .await
-        .map_err(|e| format!("creating topics: {e}"))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(format!("creating topic {topic}: {code}")),
-        }
-    }
-    Ok(())
+    ingest::producer::create_topics(brokers, &topics).await
 }
 
 /// The embedded Kafka (librdkafka's in-process mock cluster) with both topics created.

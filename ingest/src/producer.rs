@@ -83,6 +83,30 @@ pub enum SendError {
     NotAcknowledged(String),
 }
 
+/// Creates `topics` unless they exist (an existing topic is kept as it is).
+pub async fn create_topics(
+    brokers: &str,
+    topics: &[rdkafka::admin::NewTopic<'_>],
+) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::error::RDKafkaErrorCode;
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| format!("Kafka admin client: {e}"))?;
+    let results = admin
+        .create_topics(topics, &AdminOptions::new())
+        .await
+        .map_err(|e| format!("creating topics: {e}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(format!("creating topic {topic}: {code}")),
+        }
+    }
+    Ok(())
+}
+
 /// The producer settings every Gatehouse producer uses (the load harness's raw-producer
 /// baseline too): idempotent, `acks=all`, lz4, 5 ms linger.
 pub fn producer_config(brokers: &str) -> ClientConfig {

@@ -178,6 +178,15 @@ fn spawn(args: &[String]) -> Child {
         .unwrap()
 }
 
+/// The real broker the test command starts; a bare `cargo test` has none and skips (saying so).
+fn real_broker() -> Option<String> {
+    let brokers = std::env::var("GATEHOUSE_KAFKA_BROKERS").ok();
+    if brokers.is_none() {
+        eprintln!("GATEHOUSE_KAFKA_BROKERS unset: scripts/test.sh runs this against Apache Kafka");
+    }
+    brokers
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "gatehouse-{name}-{}-{}",
@@ -1004,9 +1013,7 @@ async fn kill_during_writes_loses_nothing_acknowledged() {
 /// Two front doors on one compacted topic of the real broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_front_doors_share_state_through_kafka() {
-    let Ok(brokers) = std::env::var("GATEHOUSE_KAFKA_BROKERS") else {
-        // The test command always starts a broker; only a bare `cargo test` lands here.
-        eprintln!("GATEHOUSE_KAFKA_BROKERS unset: scripts/test.sh runs this against Apache Kafka");
+    let Some(brokers) = real_broker() else {
         return;
     };
     let topic = format!("gatehouse.control.test.{}", uuid_like());
@@ -1216,8 +1223,7 @@ async fn scoped_keys_see_their_app_and_environments() {
 /// would give front doors different orders: refused at start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_topic_with_several_partitions_is_refused() {
-    let Ok(brokers) = std::env::var("GATEHOUSE_KAFKA_BROKERS") else {
-        eprintln!("GATEHOUSE_KAFKA_BROKERS unset: scripts/test.sh runs this against Apache Kafka");
+    let Some(brokers) = real_broker() else {
         return;
     };
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -1250,8 +1256,7 @@ async fn a_control_topic_with_several_partitions_is_refused() {
 /// `log_event` (read back from the real broker).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generic_evaluate_and_track_reach_kafka() {
-    let Ok(brokers) = std::env::var("GATEHOUSE_KAFKA_BROKERS") else {
-        eprintln!("GATEHOUSE_KAFKA_BROKERS unset: scripts/test.sh runs this against Apache Kafka");
+    let Some(brokers) = real_broker() else {
         return;
     };
     use rdkafka::consumer::{Consumer, StreamConsumer};

@@ -8,10 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -38,23 +36,10 @@ impl KafkaLog {
     /// Creates the topic (one partition, compacted) unless it exists, and a producer for
     /// it: idempotent, `acks=all`, so an acknowledged change survives a broker failover.
     pub async fn connect(brokers: &str, topic: &str) -> Result<KafkaLog, String> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .create()
-            .map_err(|e| format!("Kafka admin client: {e}"))?;
         let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(-1))
             .set("cleanup.policy", "compact")
             .set("min.compaction.lag.ms", MIN_COMPACTION_LAG_MS);
-        let results = admin
-            .create_topics([&new_topic], &AdminOptions::new())
-            .await
-            .map_err(|e| format!("creating the control topic: {e}"))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => return Err(format!("creating topic {topic}: {code}")),
-            }
-        }
+        crate::producer::create_topics(brokers, &[new_topic]).await?;
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
