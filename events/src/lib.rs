@@ -195,8 +195,9 @@ pub fn raw_text(raw: &RawValue) -> Option<Cow<'_, str>> {
     }
 }
 
-/// See [`Exposure`].
-#[derive(Debug, Deserialize)]
+/// See [`Exposure`]. Borrowed both ways: the sink reads it, and [`ExposureMessage`] writes
+/// it (the same bytes as [`Exposure`]).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ExposureView<'a> {
     /// See [`Exposure::kind`].
     #[serde(borrow)]
@@ -208,11 +209,123 @@ pub struct ExposureView<'a> {
     #[serde(borrow)]
     pub rule_id: Cow<'a, str>,
     /// See [`Exposure::group_name`].
-    #[serde(borrow, default)]
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub group_name: Option<Cow<'a, str>>,
     /// See [`Exposure::gate_value`].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate_value: Option<bool>,
+}
+
+/// An exposure message written from borrowed parts: the front door logs one per evaluation
+/// request, and building an owned [`Envelope`] (maps of owned strings) for it cost more than
+/// the evaluation. Serializes to exactly the bytes of the equivalent [`Envelope`] (tested
+/// below), so readers see one schema.
+#[derive(Debug, Serialize)]
+pub struct ExposureMessage<'a> {
+    /// See [`Envelope::schema_version`] (always [`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// See [`Envelope::event_id`].
+    pub event_id: &'a str,
+    /// See [`Envelope::event_name`].
+    pub event_name: &'a str,
+    /// See [`Envelope::event_time_ms`].
+    pub event_time_ms: i64,
+    /// See [`Envelope::received_at_ms`].
+    pub received_at_ms: i64,
+    /// See [`Envelope::key_id`].
+    pub key_id: &'a str,
+    /// See [`Envelope::sdk_type`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdk_type: Option<&'a str>,
+    /// See [`Envelope::sdk_version`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdk_version: Option<&'a str>,
+    /// See [`Envelope::unit_id_type`].
+    pub unit_id_type: &'a str,
+    /// See [`Envelope::unit_id`].
+    pub unit_id: &'a str,
+    /// See [`Envelope::user`] (already without `privateAttributes`).
+    pub user: &'a Value,
+    /// See [`Envelope::metadata`].
+    pub metadata: ExposureMetadata<'a>,
+    /// See [`Envelope::secondary_exposures`].
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub secondary_exposures: &'a [SecondaryExposure<'a>],
+    /// See [`Envelope::exposure`].
+    pub exposure: ExposureView<'a>,
+}
+
+/// Statsig's exposure metadata, in the order its SDKs write it; absent fields are left out
+/// (gates: `gate, gateValue, ruleID`; configs: `config, rulePassed, ruleID`; layers:
+/// `config, allocatedExperiment, parameterName, isExplicitParameter, ruleID`; then
+/// `configVersion` when the spec has one).
+#[derive(Debug, Default, Serialize)]
+pub struct ExposureMetadata<'a> {
+    /// The gate's name (gate exposures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<&'a str>,
+    /// The config, experiment or layer name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<&'a str>,
+    /// `"true"`/`"false"` (gates).
+    #[serde(rename = "gateValue", skip_serializing_if = "Option::is_none")]
+    pub gate_value: Option<&'a str>,
+    /// `"true"`/`"false"` (configs).
+    #[serde(rename = "rulePassed", skip_serializing_if = "Option::is_none")]
+    pub rule_passed: Option<&'a str>,
+    /// The experiment a layer delegated to (`""` when none).
+    #[serde(
+        rename = "allocatedExperiment",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allocated_experiment: Option<&'a str>,
+    /// Layers: the parameter read (`""` for a whole-layer read).
+    #[serde(rename = "parameterName", skip_serializing_if = "Option::is_none")]
+    pub parameter_name: Option<&'a str>,
+    /// Layers: `"true"`/`"false"`.
+    #[serde(
+        rename = "isExplicitParameter",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub is_explicit_parameter: Option<&'a str>,
+    /// The deciding rule.
+    #[serde(rename = "ruleID")]
+    pub rule_id: &'a str,
+    /// The spec's version, as text.
+    #[serde(
+        rename = "configVersion",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "number_as_text"
+    )]
+    pub config_version: Option<i64>,
+}
+
+fn number_as_text<S: serde::Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+/// One nested gate of an exposure, written as Statsig writes it (string values).
+#[derive(Debug, Serialize)]
+pub struct SecondaryExposure<'a> {
+    /// The nested gate.
+    pub gate: &'a str,
+    /// `"true"`/`"false"`.
+    #[serde(rename = "gateValue")]
+    pub gate_value: &'a str,
+    /// Its deciding rule.
+    #[serde(rename = "ruleID")]
+    pub rule_id: &'a str,
+}
+
+impl ExposureMessage<'_> {
+    /// Appends the message bytes to `out` (a buffer the caller reuses).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec fails only if a Serialize impl does, and none here can.
+        let _ = serde_json::to_writer(out, self);
+    }
 }
 
 /// The two user fields analysts filter on most, read from the raw user without a tree.
@@ -284,6 +397,145 @@ mod tests {
         assert!(Envelope::parse(other.to_string().as_bytes())
             .unwrap_err()
             .contains("schema_version 2"));
+    }
+
+    #[test]
+    fn the_borrowed_exposure_writes_the_bytes_of_the_owned_envelope() {
+        let user = json!({"userID": "u\"1", "custom": {"plan": "pro"}});
+        let secondary = [
+            SecondaryExposure {
+                gate: "holdout",
+                gate_value: "false",
+                rule_id: "r0",
+            },
+            SecondaryExposure {
+                gate: "n\u{e9}",
+                gate_value: "true",
+                rule_id: "r1",
+            },
+        ];
+        struct Case<'a> {
+            kind: &'a str,
+            metadata: ExposureMetadata<'a>,
+            expected_metadata: Value,
+            group: Option<&'a str>,
+            gate_value: Option<bool>,
+        }
+        let cases = [
+            Case {
+                kind: "gate",
+                metadata: ExposureMetadata {
+                    gate: Some("g"),
+                    gate_value: Some("true"),
+                    rule_id: "rule",
+                    config_version: Some(7),
+                    ..Default::default()
+                },
+                expected_metadata: json!({"gate": "g", "gateValue": "true", "ruleID": "rule",
+                                          "configVersion": "7"}),
+                group: None,
+                gate_value: Some(true),
+            },
+            Case {
+                kind: "config",
+                metadata: ExposureMetadata {
+                    config: Some("c"),
+                    rule_passed: Some("false"),
+                    rule_id: "rule",
+                    ..Default::default()
+                },
+                expected_metadata: json!({"config": "c", "rulePassed": "false", "ruleID": "rule"}),
+                group: Some("Control"),
+                gate_value: None,
+            },
+            Case {
+                kind: "layer",
+                metadata: ExposureMetadata {
+                    config: Some("l"),
+                    allocated_experiment: Some(""),
+                    parameter_name: Some(""),
+                    is_explicit_parameter: Some("false"),
+                    rule_id: "rule",
+                    ..Default::default()
+                },
+                expected_metadata: json!({"config": "l", "allocatedExperiment": "",
+                    "parameterName": "", "isExplicitParameter": "false", "ruleID": "rule"}),
+                group: None,
+                gate_value: None,
+            },
+        ];
+        for (i, case) in cases.into_iter().enumerate() {
+            let Case {
+                kind,
+                metadata,
+                expected_metadata,
+                group,
+                gate_value,
+            } = case;
+            let message = ExposureMessage {
+                schema_version: SCHEMA_VERSION,
+                event_id: "0b1e2c9a-0000-4000-8000-000000000000",
+                event_name: "statsig::gate_exposure",
+                event_time_ms: 1,
+                received_at_ms: 2,
+                key_id: "abc",
+                sdk_type: (i != 1).then_some("py-server"),
+                sdk_version: (i == 0).then_some("1.0"),
+                unit_id_type: "userID",
+                unit_id: "u\"1",
+                user: &user,
+                metadata,
+                secondary_exposures: if i == 2 { &[] } else { &secondary },
+                exposure: ExposureView {
+                    kind: kind.into(),
+                    name: "g".into(),
+                    rule_id: "rule".into(),
+                    group_name: group.map(Into::into),
+                    gate_value,
+                },
+            };
+            let owned = Envelope {
+                schema_version: SCHEMA_VERSION,
+                event_id: message.event_id.into(),
+                event_name: message.event_name.into(),
+                event_time_ms: 1,
+                received_at_ms: 2,
+                key_id: "abc".into(),
+                sdk_type: message.sdk_type.map(Into::into),
+                sdk_version: message.sdk_version.map(Into::into),
+                unit_id_type: "userID".into(),
+                unit_id: "u\"1".into(),
+                user: user.clone(),
+                value: None,
+                metadata: expected_metadata.as_object().unwrap().clone(),
+                secondary_exposures: message
+                    .secondary_exposures
+                    .iter()
+                    .map(|e| {
+                        serde_json::to_value(e)
+                            .unwrap()
+                            .as_object()
+                            .unwrap()
+                            .clone()
+                    })
+                    .collect(),
+                exposure: Some(Exposure {
+                    kind: kind.into(),
+                    name: "g".into(),
+                    rule_id: "rule".into(),
+                    group_name: group.map(Into::into),
+                    gate_value,
+                }),
+            };
+            let mut bytes = Vec::new();
+            message.write_to(&mut bytes);
+            assert_eq!(
+                String::from_utf8(bytes.clone()).unwrap(),
+                String::from_utf8(owned.to_bytes()).unwrap()
+            );
+            assert_eq!(Envelope::parse(&bytes).unwrap(), owned);
+            assert!(EnvelopeView::parse(&bytes).is_ok());
+        }
     }
 
     #[test]

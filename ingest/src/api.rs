@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::http::{bytes_reply, json_reply, ApiError, AppState, Decoded, Reply};
 use crate::keys::{Access, AuthError, KeyRecord};
-use crate::logging::{envelopes_from_batch, exposure_for, Origin};
+use crate::logging::{envelopes_from_batch, with_exposure, Origin};
 use crate::producer::SendError;
 use crate::rules::{now_ms, Compiled};
 
@@ -281,11 +281,12 @@ pub fn evaluate_body(
         if let (true, Some(sink)) = (log_exposures, &state.events) {
             if e.outcome != Outcome::Unrecognized {
                 let loggable = loggable_user.get_or_init(|| rs.loggable_user(&user_json));
-                let exposure = exposure_for(kind, spec, e, loggable, &user, &origin);
-                let dedupe = state.dedupe.as_ref();
-                if dedupe.is_none_or(|d| d.should_send(&exposure, now_ms())) {
-                    sink.send_exposure(&exposure);
-                }
+                with_exposure(kind, spec, e, loggable, &user, &origin, |exposure| {
+                    let dedupe = state.dedupe.as_ref();
+                    if dedupe.is_none_or(|d| d.should_send(exposure, now_ms())) {
+                        sink.send_exposure(exposure);
+                    }
+                });
             }
         }
     };

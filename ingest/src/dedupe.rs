@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use events::Envelope;
+use events::ExposureMessage;
 
 /// Remembers recent exposure fingerprints.
 #[derive(Debug)]
@@ -40,11 +40,11 @@ impl ExposureDedupe {
         }
     }
 
-    /// Whether `env` should be sent: false when an identical exposure was sent less than a
-    /// window before `now_ms`.
-    pub fn should_send(&self, env: &Envelope, now_ms: u64) -> bool {
+    /// Whether `exposure` should be sent: false when an identical exposure was sent less
+    /// than a window before `now_ms`.
+    pub fn should_send(&self, exposure: &ExposureMessage<'_>, now_ms: u64) -> bool {
         let until = now_ms + self.window_ms;
-        match self.seen.entry(self.fingerprint(env)) {
+        match self.seen.entry(self.fingerprint(exposure)) {
             Entry::Occupied(seen) if now_ms < *seen.get() => {
                 self.suppressed.fetch_add(1, Ordering::Relaxed);
                 false
@@ -74,14 +74,11 @@ impl ExposureDedupe {
         Duration::from_millis(self.window_ms)
     }
 
-    fn fingerprint(&self, env: &Envelope) -> u64 {
+    fn fingerprint(&self, message: &ExposureMessage<'_>) -> u64 {
         let mut h = self.hasher.build_hasher();
-        env.key_id.hash(&mut h);
-        env.unit_id_type.hash(&mut h);
-        env.unit_id.hash(&mut h);
-        if let Some(e) = &env.exposure {
-            (&e.kind, &e.name, &e.rule_id, &e.group_name, e.gate_value).hash(&mut h);
-        }
+        (message.key_id, message.unit_id_type, message.unit_id).hash(&mut h);
+        let e = &message.exposure;
+        (&e.kind, &e.name, &e.rule_id, &e.group_name, e.gate_value).hash(&mut h);
         h.finish()
     }
 }
@@ -89,51 +86,51 @@ impl ExposureDedupe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use events::{Exposure, SCHEMA_VERSION};
+    use events::{ExposureMetadata, ExposureView, SCHEMA_VERSION};
 
-    fn exposure(unit: &str, rule: &str) -> Envelope {
-        Envelope {
-            schema_version: SCHEMA_VERSION,
-            event_id: "e".into(),
-            event_name: "statsig::gate_exposure".into(),
-            event_time_ms: 0,
-            received_at_ms: 0,
-            key_id: "k".into(),
-            sdk_type: None,
-            sdk_version: None,
-            unit_id_type: "userID".into(),
-            unit_id: unit.into(),
-            user: serde_json::json!({}),
-            value: None,
-            metadata: Default::default(),
-            secondary_exposures: vec![],
-            exposure: Some(Exposure {
-                kind: "gate".into(),
-                name: "g".into(),
-                rule_id: rule.into(),
-                group_name: None,
-                gate_value: Some(true),
-            }),
-        }
+    fn should_send(d: &ExposureDedupe, unit: &str, rule: &str, now_ms: u64) -> bool {
+        let user = serde_json::json!({});
+        d.should_send(
+            &ExposureMessage {
+                schema_version: SCHEMA_VERSION,
+                event_id: "e",
+                event_name: "statsig::gate_exposure",
+                event_time_ms: 0,
+                received_at_ms: 0,
+                key_id: "k",
+                sdk_type: None,
+                sdk_version: None,
+                unit_id_type: "userID",
+                unit_id: unit,
+                user: &user,
+                metadata: ExposureMetadata::default(),
+                secondary_exposures: &[],
+                exposure: ExposureView {
+                    kind: "gate".into(),
+                    name: "g".into(),
+                    rule_id: rule.into(),
+                    group_name: None,
+                    gate_value: Some(true),
+                },
+            },
+            now_ms,
+        )
     }
 
     #[test]
     fn one_per_window_per_unit_and_result_and_bounded() {
         let d = ExposureDedupe::new(Duration::from_secs(60), 3);
-        assert!(d.should_send(&exposure("u1", "r"), 1_000));
-        assert!(!d.should_send(&exposure("u1", "r"), 2_000));
-        assert!(d.should_send(&exposure("u2", "r"), 2_000));
-        assert!(d.should_send(&exposure("u1", "other"), 2_000));
-        assert!(
-            d.should_send(&exposure("u1", "r"), 61_000),
-            "the window ended"
-        );
+        assert!(should_send(&d, "u1", "r", 1_000));
+        assert!(!should_send(&d, "u1", "r", 2_000));
+        assert!(should_send(&d, "u2", "r", 2_000));
+        assert!(should_send(&d, "u1", "other", 2_000));
+        assert!(should_send(&d, "u1", "r", 61_000), "the window ended");
         // At the cap (3 entries) new fingerprints are sent but not remembered.
-        assert!(d.should_send(&exposure("u3", "r"), 61_000));
-        assert!(d.should_send(&exposure("u3", "r"), 61_001));
+        assert!(should_send(&d, "u3", "r", 61_000));
+        assert!(should_send(&d, "u3", "r", 61_001));
         assert_eq!(d.suppressed.load(Ordering::Relaxed), 1);
         d.sweep(70_000);
         assert_eq!(d.seen.len(), 1); // only u1/r (until 121,000) is left
-        assert!(!d.should_send(&exposure("u1", "r"), 100_000));
+        assert!(!should_send(&d, "u1", "r", 100_000));
     }
 }

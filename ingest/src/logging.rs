@@ -1,48 +1,52 @@
 //! Turning SDK traffic into schema envelopes: `log_event` batches, and the exposures the
 //! evaluation API logs on the caller's behalf.
 
+use std::borrow::Cow;
+
 use evaluator::{Evaluation, SpecKind, User};
-use events::{Envelope, Exposure, SCHEMA_VERSION};
+use events::{
+    Envelope, Exposure, ExposureMessage, ExposureMetadata, ExposureView, SecondaryExposure,
+    SCHEMA_VERSION,
+};
 use serde_json::{json, Map, Value};
 
 use crate::http::Decoded;
 
-/// Who sent a request, for every envelope built from it.
-#[derive(Debug, Clone)]
-pub struct Origin {
+/// Who sent a request, for every envelope built from it (borrowed from the request).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
     /// The key's public id.
-    pub key_id: String,
+    pub key_id: &'a str,
     /// SDK type, from `statsigMetadata.sdkType`, the `STATSIG-SDK-TYPE` header or `st`.
-    pub sdk_type: Option<String>,
+    pub sdk_type: Option<&'a str>,
     /// SDK version, likewise (`sv`).
-    pub sdk_version: Option<String>,
+    pub sdk_version: Option<&'a str>,
     /// Receive time, ms.
     pub received_at_ms: i64,
 }
 
-impl Origin {
+impl<'a> Origin<'a> {
     /// Reads the SDK identity from the body's `statsigMetadata`, the headers or the query.
-    pub fn new(key_id: &str, req: &Decoded, body: &Map<String, Value>, now_ms: i64) -> Origin {
+    pub fn new(
+        key_id: &'a str,
+        req: &'a Decoded,
+        body: &'a Map<String, Value>,
+        now_ms: i64,
+    ) -> Origin<'a> {
         let meta = |field: &str| {
             body.get("statsigMetadata")
                 .and_then(|m| m.get(field))
                 .and_then(Value::as_str)
-                .map(str::to_owned)
         };
-        let header = |name: &str| {
-            req.headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
         Origin {
-            key_id: key_id.to_owned(),
+            key_id,
             sdk_type: meta("sdkType")
                 .or_else(|| header("statsig-sdk-type"))
-                .or_else(|| req.param("st").map(str::to_owned)),
+                .or_else(|| req.param("st")),
             sdk_version: meta("sdkVersion")
                 .or_else(|| header("statsig-sdk-version"))
-                .or_else(|| req.param("sv").map(str::to_owned)),
+                .or_else(|| req.param("sv")),
             received_at_ms: now_ms,
         }
     }
@@ -57,27 +61,27 @@ fn without_private(user: &Value) -> Value {
 }
 
 /// The unit an event is keyed by: `userID`, else the first custom id (stableID first).
-fn event_unit(user: &Value) -> (String, String) {
+fn event_unit(user: &Value) -> (&str, Cow<'_, str>) {
     if let Some(id) = user
         .get("userID")
         .and_then(id_text)
         .filter(|s| !s.is_empty())
     {
-        return ("userID".into(), id);
+        return ("userID", id);
     }
     let ids = user.get("customIDs").and_then(Value::as_object);
     let stable = ids.and_then(|m| m.get_key_value("stableID"));
     let first = ids.and_then(|m| m.iter().next());
     match stable.or(first) {
-        Some((k, v)) => (k.clone(), id_text(v).unwrap_or_default()),
-        None => ("userID".into(), String::new()),
+        Some((k, v)) => (k, id_text(v).unwrap_or_default()),
+        None => ("userID", Cow::Borrowed("")),
     }
 }
 
-fn id_text(v: &Value) -> Option<String> {
+fn id_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
 }
@@ -103,17 +107,18 @@ fn date_to_ms(s: &str) -> Option<i64> {
 }
 
 /// A new envelope for a user that is already loggable (no `privateAttributes`).
-fn new_envelope(origin: &Origin, name: String, time: i64, user: Value) -> Envelope {
+fn new_envelope(origin: &Origin<'_>, name: String, time: i64, user: Value) -> Envelope {
     let (unit_id_type, unit_id) = event_unit(&user);
+    let (unit_id_type, unit_id) = (unit_id_type.to_owned(), unit_id.into_owned());
     Envelope {
         schema_version: SCHEMA_VERSION,
         event_id: uuid::Uuid::new_v4().to_string(),
         event_name: name,
         event_time_ms: time,
         received_at_ms: origin.received_at_ms,
-        key_id: origin.key_id.clone(),
-        sdk_type: origin.sdk_type.clone(),
-        sdk_version: origin.sdk_version.clone(),
+        key_id: origin.key_id.to_owned(),
+        sdk_type: origin.sdk_type.map(str::to_owned),
+        sdk_version: origin.sdk_version.map(str::to_owned),
         unit_id_type,
         unit_id,
         user,
@@ -128,7 +133,7 @@ fn new_envelope(origin: &Origin, name: String, time: i64, user: Value) -> Envelo
 /// rejects the batch before anything is produced).
 pub fn envelopes_from_batch(
     body: &Map<String, Value>,
-    origin: &Origin,
+    origin: &Origin<'_>,
 ) -> Result<Vec<Envelope>, String> {
     let events = match body.get("events") {
         Some(Value::Array(events)) => events,
@@ -202,74 +207,215 @@ fn sdk_exposure(name: &str, metadata: &Map<String, Value>) -> Option<Exposure> {
     })
 }
 
-/// The exposure the evaluation API logs for one answer, in Statsig's event shape.
+/// The exposure the evaluation API logs for one answer, in Statsig's event shape, handed to
+/// `send`. Built from borrowed parts (an exposure per request is the front door's hot path):
+/// only the event id and, when there are nested gates, their list are made for it.
 /// `loggable_user` is `Ruleset::loggable_user` of the request's user, computed once per request.
-pub fn exposure_for(
+pub fn with_exposure<R>(
     kind: SpecKind,
     name: &str,
     eval: &Evaluation<'_>,
     loggable_user: &Value,
     user: &User,
-    origin: &Origin,
-) -> Envelope {
-    let mut env = new_envelope(
-        origin,
-        String::new(),
-        origin.received_at_ms,
-        loggable_user.clone(),
-    );
-    // Keyed by the spec's unit type, as Statsig bucketed it.
-    if !eval.id_type.is_empty() {
+    origin: &Origin<'_>,
+    send: impl FnOnce(&ExposureMessage<'_>) -> R,
+) -> R {
+    let mut event_id = uuid::Uuid::encode_buffer();
+    let event_id = uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut event_id);
+    // Keyed by the spec's unit type, as Statsig bucketed it; else by the user's first id.
+    let (unit_id_type, unit_id) = if eval.id_type.is_empty() {
+        event_unit(loggable_user)
+    } else {
         let lower = eval.id_type.to_lowercase();
-        env.unit_id_type = eval.id_type.to_owned();
-        env.unit_id = user.unit_id_str(eval.id_type, &lower).to_owned();
-    }
-    let mut meta = Map::new();
-    let (event_name, kind_name) = match kind {
-        SpecKind::Gate => {
-            meta.insert("gate".into(), name.into());
-            meta.insert("gateValue".into(), eval.bool_value.to_string().into());
-            ("statsig::gate_exposure", "gate")
-        }
-        SpecKind::Config => {
-            meta.insert("config".into(), name.into());
-            meta.insert("rulePassed".into(), eval.bool_value.to_string().into());
-            ("statsig::config_exposure", "config")
-        }
-        SpecKind::Layer => {
-            meta.insert("config".into(), name.into());
-            meta.insert(
-                "allocatedExperiment".into(),
-                eval.config_delegate.unwrap_or("").into(),
-            );
-            meta.insert("parameterName".into(), "".into());
-            meta.insert("isExplicitParameter".into(), "false".into());
-            ("statsig::layer_exposure", "layer")
-        }
+        (
+            eval.id_type,
+            Cow::Borrowed(user.unit_id_str(eval.id_type, &lower)),
+        )
     };
-    meta.insert("ruleID".into(), eval.rule_id.into());
-    if let Some(version) = eval.version {
-        meta.insert("configVersion".into(), version.to_string().into());
-    }
-    env.event_name = event_name.into();
-    env.metadata = meta;
-    env.secondary_exposures = eval
+    let flag = |b: bool| if b { "true" } else { "false" };
+    let (event_name, metadata) = match kind {
+        SpecKind::Gate => (
+            "statsig::gate_exposure",
+            ExposureMetadata {
+                gate: Some(name),
+                gate_value: Some(flag(eval.bool_value)),
+                ..ExposureMetadata::default()
+            },
+        ),
+        SpecKind::Config => (
+            "statsig::config_exposure",
+            ExposureMetadata {
+                config: Some(name),
+                rule_passed: Some(flag(eval.bool_value)),
+                ..ExposureMetadata::default()
+            },
+        ),
+        SpecKind::Layer => (
+            "statsig::layer_exposure",
+            ExposureMetadata {
+                config: Some(name),
+                allocated_experiment: Some(eval.config_delegate.unwrap_or("")),
+                parameter_name: Some(""),
+                is_explicit_parameter: Some("false"),
+                ..ExposureMetadata::default()
+            },
+        ),
+    };
+    let secondary: Vec<SecondaryExposure<'_>> = eval
         .secondary_exposures
         .iter()
-        .map(|e| {
-            Map::from_iter([
-                ("gate".to_owned(), e.gate.into()),
-                ("gateValue".to_owned(), e.gate_value.to_string().into()),
-                ("ruleID".to_owned(), e.rule_id.into()),
-            ])
+        .map(|e| SecondaryExposure {
+            gate: e.gate,
+            gate_value: flag(e.gate_value),
+            rule_id: e.rule_id,
         })
         .collect();
-    env.exposure = Some(Exposure {
-        kind: kind_name.into(),
-        name: name.into(),
-        rule_id: eval.rule_id.into(),
-        group_name: eval.group_name.map(str::to_owned),
-        gate_value: (kind == SpecKind::Gate).then_some(eval.bool_value),
-    });
-    env
+    send(&ExposureMessage {
+        schema_version: SCHEMA_VERSION,
+        event_id,
+        event_name,
+        event_time_ms: origin.received_at_ms,
+        received_at_ms: origin.received_at_ms,
+        key_id: origin.key_id,
+        sdk_type: origin.sdk_type,
+        sdk_version: origin.sdk_version,
+        unit_id_type,
+        unit_id: &unit_id,
+        user: loggable_user,
+        metadata: ExposureMetadata {
+            rule_id: eval.rule_id,
+            config_version: eval.version,
+            ..metadata
+        },
+        secondary_exposures: &secondary,
+        exposure: ExposureView {
+            kind: Cow::Borrowed(match kind {
+                SpecKind::Gate => "gate",
+                SpecKind::Config => "config",
+                SpecKind::Layer => "layer",
+            }),
+            name: Cow::Borrowed(name),
+            rule_id: Cow::Borrowed(eval.rule_id),
+            group_name: eval.group_name.map(Cow::Borrowed),
+            gate_value: (kind == SpecKind::Gate).then_some(eval.bool_value),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evaluator::{EvalContext, Ruleset};
+    use serde_json::json;
+
+    /// Each kind's exposure, written from borrowed parts, carries what the evaluation said in
+    /// Statsig's metadata shape and reads back through the schema.
+    #[test]
+    fn exposures_carry_the_evaluation_in_statsig_shape() {
+        let rs = Ruleset::from_slice(include_bytes!(
+            "../../evaluator/tests/data/conformance_v2.json"
+        ))
+        .unwrap();
+        let user_json = json!({"userID": "u-7", "email": "a@example.com",
+                               "customIDs": {"stableID": "s-7"},
+                               "privateAttributes": {"secret": "x"}});
+        let user = User::from_json(&user_json).unwrap();
+        let ctx = EvalContext {
+            user: &user,
+            now_ms: 1_767_225_600_000,
+            app_id: None,
+        };
+        let loggable = rs.loggable_user(&user_json);
+        let origin = Origin {
+            key_id: "key-1",
+            sdk_type: Some("py"),
+            sdk_version: None,
+            received_at_ms: 5,
+        };
+        let cases = [
+            (SpecKind::Gate, "nested_0", rs.check_gate("nested_0", &ctx)),
+            (
+                SpecKind::Config,
+                "config_0",
+                rs.get_config("config_0", &ctx),
+            ),
+            (SpecKind::Layer, "layer_0", rs.get_layer("layer_0", &ctx)),
+        ];
+        assert!(
+            !cases[0].2.secondary_exposures.is_empty(),
+            "a gate with nested gates: {:?}",
+            cases[0].2
+        );
+        for (kind, name, eval) in &cases {
+            let bytes = with_exposure(*kind, name, eval, &loggable, &user, &origin, |m| {
+                let mut out = Vec::new();
+                m.write_to(&mut out);
+                out
+            });
+            let env = Envelope::parse(&bytes).unwrap();
+            let text = |b: bool| b.to_string();
+            let version = eval.version.map(|v| v.to_string());
+            let mut expected = match kind {
+                SpecKind::Gate => json!({"gate": name, "gateValue": text(eval.bool_value)}),
+                SpecKind::Config => json!({"config": name, "rulePassed": text(eval.bool_value)}),
+                SpecKind::Layer => json!({"config": name,
+                    "allocatedExperiment": eval.config_delegate.unwrap_or(""),
+                    "parameterName": "", "isExplicitParameter": "false"}),
+            };
+            expected["ruleID"] = eval.rule_id.into();
+            if let Some(v) = version {
+                expected["configVersion"] = v.into();
+            }
+            assert_eq!(Value::Object(env.metadata.clone()), expected, "{name}");
+            let metadata_order: Vec<_> = env.metadata.keys().collect();
+            let expected_order: Vec<_> = expected.as_object().unwrap().keys().collect();
+            assert_eq!(
+                metadata_order, expected_order,
+                "{name}: Statsig's key order"
+            );
+            assert_eq!(
+                env.event_name,
+                format!(
+                    "statsig::{}_exposure",
+                    ["gate", "config", "layer"][*kind as usize]
+                )
+            );
+            let secondary: Vec<_> = eval
+                .secondary_exposures
+                .iter()
+                .map(|e| json!({"gate": e.gate, "gateValue": text(e.gate_value), "ruleID": e.rule_id}))
+                .collect();
+            assert_eq!(
+                Value::from(env.secondary_exposures.clone()),
+                Value::from(secondary)
+            );
+            let exposure = env.exposure.unwrap();
+            assert_eq!(exposure.name, *name);
+            assert_eq!(exposure.rule_id, eval.rule_id);
+            assert_eq!(exposure.group_name.as_deref(), eval.group_name);
+            assert_eq!(
+                exposure.gate_value,
+                (*kind == SpecKind::Gate).then_some(eval.bool_value)
+            );
+            assert_eq!(env.user, loggable);
+            assert!(env.user.get("privateAttributes").is_none());
+            assert_eq!(
+                (env.key_id.as_str(), env.sdk_type.as_deref()),
+                ("key-1", Some("py"))
+            );
+            assert_eq!((env.event_time_ms, env.received_at_ms), (5, 5));
+            assert_eq!(env.unit_id_type, eval.id_type);
+            assert_eq!(
+                env.unit_id,
+                if eval.id_type == "stableID" {
+                    "s-7"
+                } else {
+                    "u-7"
+                }
+            );
+            assert_eq!(env.event_id.len(), 36);
+        }
+    }
 }

@@ -23,6 +23,12 @@ struct Cli {
     command: Command,
 }
 
+/// mimalloc rather than glibc malloc: a request allocates and frees small blocks on whichever
+/// worker runs it, and glibc's arenas made those frees contend (futex wakes and
+/// `malloc_consolidate` in the check_gate profile; BENCHMARKS.md has the before and after).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the front door (HTTP API) alone.

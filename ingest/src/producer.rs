@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::Envelope;
+use events::{Envelope, ExposureMessage};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
@@ -200,15 +200,23 @@ impl EventSink {
     }
 
     /// Enqueues an exposure without waiting; delivery failures and refusals are counted.
-    pub fn send_exposure(&self, env: &Envelope) {
-        let payload = env.to_bytes();
-        let record = BaseRecord::to(&self.exposures_topic)
-            .key(env.unit_id.as_str())
-            .payload(&payload);
-        if let Err((error, _)) = self.exposure_producer.send(record) {
-            self.exposures_dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%error, "exposure dropped");
+    pub fn send_exposure(&self, exposure: &ExposureMessage<'_>) {
+        thread_local! {
+            // librdkafka copies the payload, so one buffer per worker thread serves every
+            // exposure it writes.
+            static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        PAYLOAD.with_borrow_mut(|payload| {
+            payload.clear();
+            exposure.write_to(payload);
+            let record = BaseRecord::to(&self.exposures_topic)
+                .key(exposure.unit_id)
+                .payload(payload.as_slice());
+            if let Err((error, _)) = self.exposure_producer.send(record) {
+                self.exposures_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%error, "exposure dropped");
+            }
+        });
     }
 
     /// Whether a broker answers a metadata request within `timeout` (blocking: call it on the

@@ -3,7 +3,7 @@
 //! producer).
 //!
 //!   cargo run --release -p gatehouse-benches --bin load -- [--requests N] [--seconds S]
-//!       [--connections C] [--soak-seconds T]
+//!       [--connections C] [--soak-seconds T] [--scenario all|check_gate]
 //!
 //! After the closed-loop runs, `check_gate` and the bare server are driven open-loop at 70% of
 //! the `check_gate` peak just measured (a request sent late because the one before it was
@@ -33,11 +33,19 @@ use tokio::net::{TcpListener, TcpStream};
 const SERVER_KEY: &str = "secret-load";
 const CLIENT_KEY: &str = "client-load";
 
+/// mimalloc rather than glibc malloc: a request allocates and frees small blocks on whichever
+/// worker runs it, and glibc's arenas made those frees contend (futex wakes and
+/// `malloc_consolidate` in the check_gate profile; BENCHMARKS.md has the before and after).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Options {
     requests: u64,
     seconds: u64,
     connections: usize,
     soak_seconds: u64,
+    /// `check_gate`: only the bare server and `check_gate`, closed loop (for profiling).
+    check_gate_only: bool,
 }
 
 fn options() -> Options {
@@ -46,6 +54,7 @@ fn options() -> Options {
         seconds: 20,
         connections: 32,
         soak_seconds: 0,
+        check_gate_only: false,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args[1..].chunks(2) {
@@ -55,9 +64,15 @@ fn options() -> Options {
             ("--seconds", Some(v)) => o.seconds = v,
             ("--connections", Some(v)) => o.connections = v as usize,
             ("--soak-seconds", Some(v)) => o.soak_seconds = v,
+            ("--scenario", _)
+                if matches!(pair.get(1).map(String::as_str), Some("all" | "check_gate")) =>
+            {
+                o.check_gate_only = pair[1] == "check_gate"
+            }
             _ => {
                 eprintln!(
-                    "usage: load [--requests N] [--seconds S] [--connections C] [--soak-seconds T]"
+                    "usage: load [--requests N] [--seconds S] [--connections C] [--soak-seconds T] \
+                     [--scenario all|check_gate]"
                 );
                 std::process::exit(2);
             }
@@ -70,6 +85,8 @@ fn options() -> Options {
 struct Run {
     requests: u64,
     elapsed: Duration,
+    /// CPU time the whole process (client and server) spent during the run.
+    cpu: Duration,
     latencies_us: Vec<u32>,
     errors: u64,
 }
@@ -149,6 +166,7 @@ async fn drive(
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
     let started = Instant::now();
+    let cpu_before = cpu_time();
     let mut tasks = Vec::new();
     for _ in 0..o.connections {
         let (sent, errors, body) = (sent.clone(), errors.clone(), body.clone());
@@ -176,6 +194,7 @@ async fn drive(
     Run {
         requests: latencies_us.len() as u64,
         elapsed,
+        cpu: cpu_time().saturating_sub(cpu_before),
         latencies_us,
         errors: errors.load(Ordering::Relaxed),
     }
@@ -280,6 +299,24 @@ async fn drive_at_rate(
     (all, errors.load(Ordering::Relaxed))
 }
 
+/// CPU time (user + system) this process has used, from /proc (clock ticks at Linux's usual
+/// 100 Hz, so 10 ms resolution).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 /// This process's resident memory (client and server together), in MiB.
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -361,8 +398,9 @@ fn print(name: &str, run: &Run, baseline: Option<f64>, unit_per_request: u64) {
     let ratio = baseline
         .map(|b| format!("{:.0}%", 100.0 * rate / b))
         .unwrap_or_else(|| "—".into());
+    let cpu_us = run.cpu.as_secs_f64() * 1e6 / run.requests.max(1) as f64;
     println!(
-        "| {name} | {} | {:.0} | {ratio} | {:.2} | {:.2} | {} |",
+        "| {name} | {} | {:.0} | {ratio} | {:.2} | {:.2} | {cpu_us:.1} | {} |",
         run.requests,
         rate,
         run.percentile(0.5),
@@ -388,8 +426,10 @@ async fn main() {
         "requests ≤ {} per scenario, ≤ {} s, {} connections, Kafka {brokers}",
         o.requests, o.seconds, o.connections
     );
-    println!("| scenario | requests | per second | vs baseline | p50 ms | p99 ms | errors |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| scenario | requests | per second | vs baseline | p50 ms | p99 ms | CPU µs/request | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
 
     let bare = drive(bare_hyper().await, "/", &[], Bytes::from_static(b"{}"), &o).await;
     print("bare hyper (baseline)", &bare, None, 1);
@@ -409,6 +449,9 @@ async fn main() {
         Some(bare.per_second()),
         1,
     );
+    if o.check_gate_only {
+        return;
+    }
     let init = Bytes::from(
         json!({"user": {"userID": "user-1", "customIDs": {"stableID": "s-1"}}, "hash": "djb2"})
             .to_string(),
@@ -457,7 +500,7 @@ async fn main() {
         .await
         .unwrap();
     println!(
-        "| raw librdkafka producer (baseline), events | {raw_n} | {ceiling:.0} | — | — | — | 0 |"
+        "| raw librdkafka producer (baseline), events | {raw_n} | {ceiling:.0} | — | — | — | — | 0 |"
     );
     print(
         "log_event, 100-event batches, events",
