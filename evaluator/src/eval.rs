@@ -180,9 +180,22 @@ impl Ruleset {
 
 /// Keeps the first of each (gate, value, rule) triple, in order.
 fn dedupe(mut list: Vec<SecondaryExposure<'_>>) -> Vec<SecondaryExposure<'_>> {
-    if list.len() > 1 {
+    // Lists are short (a few nested gates): a scan of the kept prefix beats building a hash
+    // set, which an initialize would otherwise do for most of its specs.
+    const SCAN_UP_TO: usize = 32;
+    if list.len() > SCAN_UP_TO {
         let mut seen = ahash::AHashSet::with_capacity(list.len());
         list.retain(|e| seen.insert(*e));
+    } else {
+        let mut kept = 0;
+        for i in 0..list.len() {
+            let e = list[i];
+            if !list[..kept].contains(&e) {
+                list[kept] = e;
+                kept += 1;
+            }
+        }
+        list.truncate(kept);
     }
     list
 }
@@ -475,6 +488,27 @@ mod tests {
             app_id: app,
         };
         rs.check_gate(gate, &ctx).bool_value
+    }
+
+    #[test]
+    fn dedupe_keeps_the_first_of_each_in_order_short_and_long() {
+        let names: Vec<String> = (0..50).map(|i| format!("g{i}")).collect();
+        for len in [0, 1, 2, 5, 32, 33, 120] {
+            let list: Vec<SecondaryExposure<'_>> = (0..len)
+                .map(|i: usize| SecondaryExposure {
+                    gate: &names[(i * 7) % 11 + (i / 40)],
+                    gate_value: i.is_multiple_of(3),
+                    rule_id: "r",
+                })
+                .collect();
+            let mut expected = Vec::new();
+            for e in &list {
+                if !expected.contains(e) {
+                    expected.push(*e);
+                }
+            }
+            assert_eq!(dedupe(list), expected, "length {len}");
+        }
     }
 
     #[test]
