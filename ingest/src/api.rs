@@ -1,6 +1,7 @@
 //! The Statsig endpoints: `download_config_specs` (v1 and v2), the HTTP evaluation API
 //! (`check_gate`, `get_config`, `get_layer`) and client `initialize`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -234,15 +235,16 @@ pub fn evaluate(state: &AppState, req: Decoded, endpoint: &'static str) -> Reply
     result.unwrap_or_else(|error: ApiError| error.reply())
 }
 
-/// The user of an evaluation request: `user` must be an object.
-fn request_user(body: &Map<String, Value>, required: bool) -> Result<Value, ApiError> {
+/// The user of an evaluation request: `user` must be an object. Borrowed: `check_gate`
+/// and friends only read it.
+fn request_user(body: &Map<String, Value>, required: bool) -> Result<Cow<'_, Value>, ApiError> {
     match body.get("user") {
-        Some(user @ Value::Object(_)) => Ok(user.clone()),
+        Some(user @ Value::Object(_)) => Ok(Cow::Borrowed(user)),
         Some(_) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "user: must be a JSON object",
         )),
-        None if !required => Ok(json!({})),
+        None if !required => Ok(Cow::Owned(json!({}))),
         None => Err(ApiError::new(StatusCode::BAD_REQUEST, "user: missing")),
     }
 }
@@ -363,7 +365,7 @@ fn initialize(
     body: &Map<String, Value>,
 ) -> Result<Reply, ApiError> {
     let rules = live_rules(state)?;
-    let mut user_json = request_user(body, false)?;
+    let mut user_json = request_user(body, false)?.into_owned();
     adopt_stable_id(&mut user_json, body);
     let user = parse_user(&user_json)?;
     let app = key.target_app.as_deref().map(DynValue::from_text);
