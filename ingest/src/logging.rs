@@ -228,7 +228,12 @@ pub fn with_exposure<R>(
     let (unit_id_type, unit_id) = if eval.id_type.is_empty() {
         event_unit(loggable_user)
     } else {
-        let lower = eval.id_type.to_lowercase();
+        // `userID` (nearly every spec) needs no lowercased copy.
+        let lower = if eval.id_type.eq_ignore_ascii_case("userid") {
+            Cow::Borrowed("userid")
+        } else {
+            Cow::Owned(eval.id_type.to_lowercase())
+        };
         (
             eval.id_type,
             Cow::Borrowed(user.unit_id_str(eval.id_type, &lower)),

@@ -58,17 +58,15 @@ fn options() -> Options {
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args[1..].chunks(2) {
-        let value = pair.get(1).and_then(|v| v.parse().ok());
+        let raw = pair.get(1).map(String::as_str);
+        let value = raw.and_then(|v| v.parse().ok());
         match (pair[0].as_str(), value) {
             ("--requests", Some(v)) => o.requests = v,
             ("--seconds", Some(v)) => o.seconds = v,
             ("--connections", Some(v)) => o.connections = v as usize,
             ("--soak-seconds", Some(v)) => o.soak_seconds = v,
-            ("--scenario", _)
-                if matches!(pair.get(1).map(String::as_str), Some("all" | "check_gate")) =>
-            {
-                o.check_gate_only = pair[1] == "check_gate"
-            }
+            ("--scenario", _) if raw == Some("check_gate") => o.check_gate_only = true,
+            ("--scenario", _) if raw == Some("all") => o.check_gate_only = false,
             _ => {
                 eprintln!(
                     "usage: load [--requests N] [--seconds S] [--connections C] [--soak-seconds T] \
