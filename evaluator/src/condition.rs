@@ -9,6 +9,7 @@ use ahash::{AHashMap, AHashSet};
 use fancy_regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
+use crate::user::UserField;
 use crate::value::{parse_target_timestamp, version_parts, Val};
 
 /// Longest `str_matches` pattern accepted; longer ones make the condition fail.
@@ -115,18 +116,42 @@ impl Op {
     }
 }
 
-/// A name with its lowercased form, both needed for Statsig's case-insensitive lookups.
+/// A name with its lowercased form, both needed for Statsig's case-insensitive lookups, and
+/// the user field it names, resolved at load so evaluation does not compare strings.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Name {
     pub value: Box<str>,
     pub lower: Box<str>,
+    /// The top-level field this name selects (any case): `userID`, `email`, ...
+    pub top: Option<UserField>,
+    /// The snake_case alias Statsig checks last: `user_id`, `app_version`, `user_agent`.
+    pub alias: Option<UserField>,
 }
 
 impl Name {
     pub fn new(s: &str) -> Name {
+        let lower: Box<str> = s.to_lowercase().into();
+        let top = match &*lower {
+            "userid" => Some(UserField::UserId),
+            "email" => Some(UserField::Email),
+            "ip" => Some(UserField::Ip),
+            "country" => Some(UserField::Country),
+            "locale" => Some(UserField::Locale),
+            "appversion" => Some(UserField::AppVersion),
+            "useragent" => Some(UserField::UserAgent),
+            _ => None,
+        };
+        let alias = match &*lower {
+            "user_id" => Some(UserField::UserId),
+            "app_version" => Some(UserField::AppVersion),
+            "user_agent" => Some(UserField::UserAgent),
+            _ => None,
+        };
         Name {
             value: s.into(),
-            lower: s.to_lowercase().into(),
+            lower,
+            top,
+            alias,
         }
     }
 }

@@ -6,9 +6,40 @@ use sha2::{Digest, Sha256};
 
 /// First 8 bytes of SHA-256 over `parts` joined by `.`, as a big-endian u64.
 ///
-/// Pass percentages use `hash % 10000`, `user_bucket` uses `hash % 1000`. The parts are fed
-/// to the hasher one by one so no joined string is allocated on the request path.
+/// Pass percentages use `hash % 10000`, `user_bucket` uses `hash % 1000`. Bucketing strings
+/// (salt, rule salt, unit id) nearly always fit one 64-byte block: those are padded on the
+/// stack and compressed once, skipping the streaming hasher's buffering; longer ones stream.
 pub fn unit_hash(parts: &[&str]) -> u64 {
+    let len = parts.iter().map(|p| p.len()).sum::<usize>() + parts.len().saturating_sub(1);
+    if len > ONE_BLOCK_MAX {
+        return streamed_unit_hash(parts);
+    }
+    let mut block = [0u8; 64];
+    let mut at = 0;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            block[at] = b'.';
+            at += 1;
+        }
+        block[at..at + part.len()].copy_from_slice(part.as_bytes());
+        at += part.len();
+    }
+    block[at] = 0x80;
+    block[56..].copy_from_slice(&((len as u64) * 8).to_be_bytes());
+    let mut state = SHA256_INIT;
+    sha2::compress256(&mut state, &[block.into()]);
+    (u64::from(state[0]) << 32) | u64::from(state[1])
+}
+
+/// The longest message whose padding (0x80 and the 8-byte bit length) fits the same block.
+const ONE_BLOCK_MAX: usize = 55;
+
+/// SHA-256's initial hash value (FIPS 180-4, 5.3.3).
+const SHA256_INIT: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+fn streamed_unit_hash(parts: &[&str]) -> u64 {
     let mut hasher = Sha256::new();
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
@@ -66,6 +97,23 @@ mod tests {
             unit_hash(&["salt", "rule", "user"]),
             unit_hash(&["salt", "rule", "user2"])
         );
+    }
+
+    #[test]
+    fn one_block_and_streamed_hashes_agree_at_every_length() {
+        // Across the one-block boundary (55 bytes joined) and past it, 1 to 3 parts.
+        let text: String = ('a'..='z').cycle().take(130).collect();
+        for len in 0..text.len() {
+            let whole = &text[..len];
+            let (a, b) = whole.split_at(len / 3);
+            let (b, c) = b.split_at(b.len() / 2);
+            for parts in [vec![whole], vec![a, b], vec![a, b, c]] {
+                let joined = parts.join(".");
+                let digest = Sha256::digest(joined.as_bytes());
+                let expected = u64::from_be_bytes(digest[..8].try_into().unwrap());
+                assert_eq!(unit_hash(&parts), expected, "{joined:?}");
+            }
+        }
     }
 
     #[test]

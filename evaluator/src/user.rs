@@ -36,6 +36,18 @@ pub struct User {
     pub environment: AHashMap<String, DynValue>,
 }
 
+/// The user's typed top-level string fields, which condition field names resolve to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UserField {
+    UserId,
+    Email,
+    Ip,
+    Country,
+    Locale,
+    AppVersion,
+    UserAgent,
+}
+
 /// Why a user object was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserError {
@@ -100,27 +112,25 @@ impl User {
     /// then lowercased name), then `privateAttributes`, then the snake_case aliases.
     pub(crate) fn field(&self, field: Option<&Name>) -> Option<&DynValue> {
         let field = field?;
-        let top = match &*field.lower {
-            "userid" => self.user_id.as_ref(),
-            "email" => self.email.as_ref(),
-            "ip" => self.ip.as_ref(),
-            "country" => self.country.as_ref(),
-            "locale" => self.locale.as_ref(),
-            "appversion" => self.app_version.as_ref(),
-            "useragent" => self.user_agent.as_ref(),
-            _ => None,
-        };
+        let top = field.top.and_then(|f| self.top_level(f));
         if let Some(v) = top.filter(|v| v.string.as_deref().is_some_and(|s| !s.is_empty())) {
             return Some(v);
         }
         get_either(&self.custom, field)
             .or_else(|| get_either(&self.private_attributes, field))
-            .or(match &*field.lower {
-                "user_id" => self.user_id.as_ref(),
-                "app_version" => self.app_version.as_ref(),
-                "user_agent" => self.user_agent.as_ref(),
-                _ => None,
-            })
+            .or_else(|| field.alias.and_then(|f| self.top_level(f)))
+    }
+
+    fn top_level(&self, field: UserField) -> Option<&DynValue> {
+        match field {
+            UserField::UserId => self.user_id.as_ref(),
+            UserField::Email => self.email.as_ref(),
+            UserField::Ip => self.ip.as_ref(),
+            UserField::Country => self.country.as_ref(),
+            UserField::Locale => self.locale.as_ref(),
+            UserField::AppVersion => self.app_version.as_ref(),
+            UserField::UserAgent => self.user_agent.as_ref(),
+        }
     }
 
     /// The unit id as a string for hashing; a missing unit hashes as `""`.
