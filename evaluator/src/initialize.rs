@@ -3,7 +3,10 @@
 //! generates (`get_client_initialize_response`).
 
 use std::borrow::Cow;
+use std::fmt;
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::eval::{EvalContext, Evaluation, SecondaryExposure};
@@ -243,16 +246,105 @@ impl Ruleset {
     /// environment when the user carries none.
     pub fn loggable_user(&self, user_json: &Value) -> Value {
         let mut user = user_json.as_object().cloned().unwrap_or_default();
-        user.remove("privateAttributes");
-        if !user.contains_key("statsigEnvironment") && !self.default_environment.is_empty() {
-            let env: Map<String, Value> = self
-                .default_environment
-                .iter()
-                .map(|(k, v)| (k.clone(), v.json.clone()))
-                .collect();
-            user.insert("statsigEnvironment".into(), Value::Object(env));
+        user.shift_remove("privateAttributes");
+        if !user.contains_key("statsigEnvironment") {
+            if let Some(env) = self.default_environment_json() {
+                user.insert("statsigEnvironment".into(), env);
+            }
         }
         Value::Object(user)
+    }
+
+    /// [`Ruleset::loggable_user`] written from the user's JSON text, entry by entry in the
+    /// user's order, without building a tree: the front door logs it with every exposure.
+    /// Anything but an object logs as `{}` (callers have parsed it as a [`crate::User`]).
+    pub fn loggable_user_text(&self, user: &RawValue) -> Box<RawValue> {
+        let mut out = String::with_capacity(user.get().len() + 40);
+        let mut de = serde_json::Deserializer::from_str(user.get());
+        let has_environment = de
+            .deserialize_map(LoggableWriter { out: &mut out })
+            .unwrap_or_else(|_| {
+                out.clear();
+                out.push('{');
+                false
+            });
+        if !has_environment {
+            if let Some(env) = self.default_environment_json() {
+                if out.len() > 1 {
+                    out.push(',');
+                }
+                out.push_str("\"statsigEnvironment\":");
+                out.push_str(&env.to_string());
+            }
+        }
+        out.push('}');
+        RawValue::from_string(out).expect("written from validated JSON parts")
+    }
+
+    fn default_environment_json(&self) -> Option<Value> {
+        let env = &self.default_environment;
+        (!env.is_empty()).then(|| {
+            let fields = env.iter().map(|(k, v)| (k.clone(), v.json.clone()));
+            Value::Object(fields.collect())
+        })
+    }
+}
+
+/// Copies a user object's entries except `privateAttributes` into `out` (opened with `{`,
+/// left open); answers whether the user has a `statsigEnvironment`.
+struct LoggableWriter<'o> {
+    out: &'o mut String,
+}
+
+impl<'de> Visitor<'de> for LoggableWriter<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a user object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        self.out.push('{');
+        let mut has_environment = false;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let value: &RawValue = map.next_value()?;
+            match &*key.0 {
+                "privateAttributes" => continue,
+                "statsigEnvironment" => has_environment = true,
+                _ => {}
+            }
+            if self.out.len() > 1 {
+                self.out.push(',');
+            }
+            // A string always serializes.
+            self.out
+                .push_str(&serde_json::to_string(&*key.0).unwrap_or_default());
+            self.out.push(':');
+            self.out.push_str(value.get());
+        }
+        Ok(has_environment)
+    }
+}
+
+/// An object key, borrowed from the JSON text unless it holds escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -335,6 +427,39 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::Writer;
+    use crate::Ruleset;
+    use serde_json::json;
+    use serde_json::value::RawValue;
+
+    #[test]
+    fn the_loggable_user_reads_the_same_from_text_and_from_a_tree() {
+        let plain = Ruleset::from_value(json!({"time": 1})).unwrap();
+        let staged =
+            Ruleset::from_value(json!({"time": 1, "default_environment": "staging"})).unwrap();
+        let users = [
+            json!({}),
+            json!({"userID": "u", "privateAttributes": {"ssn": "x"}, "email": "e", "custom": {"a": [1, {"b": null}]}}),
+            json!({"privateAttributes": {"ssn": "x"}}),
+            json!({"userID": 7, "statsigEnvironment": {"tier": "prod"}, "weird\"key\u{e9}": "\u{1F600}\\"}),
+        ];
+        for rs in [&plain, &staged] {
+            for user in &users {
+                let text = RawValue::from_string(user.to_string()).unwrap();
+                let expected = rs.loggable_user(user).to_string();
+                assert_eq!(rs.loggable_user_text(&text).get(), expected, "{user}");
+            }
+        }
+        let text = RawValue::from_string("{ \"privateAttributes\" : 1 , \"a\" : [ 1 ] }".into());
+        assert_eq!(
+            plain.loggable_user_text(&text.unwrap()).get(),
+            "{\"a\":[ 1 ]}"
+        );
+        let not_an_object = RawValue::from_string("[1]".into()).unwrap();
+        assert_eq!(
+            staged.loggable_user_text(&not_an_object).get(),
+            "{\"statsigEnvironment\":{\"tier\":\"staging\"}}"
+        );
+    }
 
     #[test]
     fn strings_are_escaped_exactly_as_serde_json_escapes_them() {

@@ -3,6 +3,8 @@
 use std::fmt;
 
 use ahash::AHashMap;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::condition::Name;
@@ -69,31 +71,23 @@ impl User {
     /// Parses a user from its JSON object. Ids may be strings or numbers (numbers become
     /// their decimal text, as the SDKs do); other typed fields must be strings or null.
     pub fn from_json(value: &Value) -> Result<User, UserError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| err("user", "must be a JSON object"))?;
-        let mut user = User::default();
-        for (key, v) in obj {
-            match key.as_str() {
-                "userID" => user.user_id = id_value(v, "user.userID")?,
-                "email" => user.email = string_value(v, "user.email")?,
-                "ip" => user.ip = string_value(v, "user.ip")?,
-                "userAgent" => user.user_agent = string_value(v, "user.userAgent")?,
-                "country" => user.country = string_value(v, "user.country")?,
-                "locale" => user.locale = string_value(v, "user.locale")?,
-                "appVersion" => user.app_version = string_value(v, "user.appVersion")?,
-                "custom" => user.custom = attributes(v, "user.custom")?,
-                "privateAttributes" => {
-                    user.private_attributes = attributes(v, "user.privateAttributes")?
-                }
-                "customIDs" => user.custom_ids = ids(v, "user.customIDs")?,
-                "statsigEnvironment" => {
-                    user.environment = attributes(v, "user.statsigEnvironment")?
-                }
-                _ => {}
-            }
+        value
+            .deserialize_any(UserVisitor)
+            .unwrap_or_else(|_| Err(not_an_object()))
+    }
+
+    /// [`User::from_json`] straight from JSON text, without building a tree of the whole
+    /// user first: the front door's path, where the user is a slice of the request body.
+    pub fn from_json_str(text: &str) -> Result<User, UserError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        match de
+            .deserialize_any(UserVisitor)
+            .and_then(|user| de.end().map(|()| user))
+        {
+            Ok(user) => user,
+            Err(e) if e.is_data() => Err(not_an_object()),
+            Err(_) => Err(err("user", "is not valid JSON")),
         }
-        Ok(user)
     }
 
     /// The unit id for an `idType`: `userID` (any case), else `customIDs[idType]`, then
@@ -153,44 +147,115 @@ fn err(field: &str, problem: &'static str) -> UserError {
     }
 }
 
-fn string_value(v: &Value, field: &str) -> Result<Option<DynValue>, UserError> {
+fn not_an_object() -> UserError {
+    err("user", "must be a JSON object")
+}
+
+/// The user object's keys Statsig defines; others are ignored.
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum Field {
+    #[serde(rename = "userID")]
+    UserId,
+    Email,
+    Ip,
+    UserAgent,
+    Country,
+    Locale,
+    AppVersion,
+    Custom,
+    PrivateAttributes,
+    #[serde(rename = "customIDs")]
+    CustomIds,
+    StatsigEnvironment,
+    #[serde(other)]
+    Other,
+}
+
+/// Reads a user object key by key, taking each known value by value (no copy of the whole
+/// object). A wrong-typed field is reported after the rest is consumed, so the JSON reader
+/// stays in step; the first one in the object is the one named.
+struct UserVisitor;
+
+impl<'de> Visitor<'de> for UserVisitor {
+    type Value = Result<User, UserError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a user object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut user = User::default();
+        let mut problem = None;
+        while let Some(field) = map.next_key::<Field>()? {
+            if field == Field::Other || problem.is_some() {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let v: Value = map.next_value()?;
+            let parsed = match field {
+                Field::UserId => id_value(v, "user.userID").map(|v| user.user_id = v),
+                Field::Email => string_value(v, "user.email").map(|v| user.email = v),
+                Field::Ip => string_value(v, "user.ip").map(|v| user.ip = v),
+                Field::UserAgent => string_value(v, "user.userAgent").map(|v| user.user_agent = v),
+                Field::Country => string_value(v, "user.country").map(|v| user.country = v),
+                Field::Locale => string_value(v, "user.locale").map(|v| user.locale = v),
+                Field::AppVersion => {
+                    string_value(v, "user.appVersion").map(|v| user.app_version = v)
+                }
+                Field::Custom => attributes(v, "user.custom").map(|v| user.custom = v),
+                Field::PrivateAttributes => {
+                    attributes(v, "user.privateAttributes").map(|v| user.private_attributes = v)
+                }
+                Field::CustomIds => ids(v, "user.customIDs").map(|v| user.custom_ids = v),
+                Field::StatsigEnvironment => {
+                    attributes(v, "user.statsigEnvironment").map(|v| user.environment = v)
+                }
+                Field::Other => Ok(()),
+            };
+            problem = parsed.err();
+        }
+        Ok(problem.map_or(Ok(user), Err))
+    }
+}
+
+fn string_value(v: Value, field: &str) -> Result<Option<DynValue>, UserError> {
     match v {
         Value::Null => Ok(None),
-        Value::String(_) => Ok(Some(DynValue::new(v.clone()))),
+        Value::String(_) => Ok(Some(DynValue::new(v))),
         _ => Err(err(field, "must be a string")),
     }
 }
 
-fn id_value(v: &Value, field: &str) -> Result<Option<DynValue>, UserError> {
+fn id_value(v: Value, field: &str) -> Result<Option<DynValue>, UserError> {
     match v {
         Value::Null => Ok(None),
-        Value::String(_) => Ok(Some(DynValue::new(v.clone()))),
+        Value::String(_) => Ok(Some(DynValue::new(v))),
         Value::Number(n) => Ok(Some(DynValue::new(Value::String(n.to_string())))),
         _ => Err(err(field, "must be a string or a number")),
     }
 }
 
-fn object<'v>(v: &'v Value, field: &str) -> Result<Option<&'v Map<String, Value>>, UserError> {
+fn object(v: Value, field: &str) -> Result<Map<String, Value>, UserError> {
     match v {
-        Value::Null => Ok(None),
-        Value::Object(map) => Ok(Some(map)),
+        Value::Null => Ok(Map::new()),
+        Value::Object(map) => Ok(map),
         _ => Err(err(field, "must be an object")),
     }
 }
 
-fn attributes(v: &Value, field: &str) -> Result<AHashMap<String, DynValue>, UserError> {
+fn attributes(v: Value, field: &str) -> Result<AHashMap<String, DynValue>, UserError> {
     Ok(object(v, field)?
         .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), DynValue::new(v.clone())))
+        .map(|(k, v)| (k, DynValue::new(v)))
         .collect())
 }
 
-fn ids(v: &Value, field: &str) -> Result<AHashMap<String, DynValue>, UserError> {
+fn ids(v: Value, field: &str) -> Result<AHashMap<String, DynValue>, UserError> {
     let mut out = AHashMap::new();
-    for (k, v) in object(v, field)?.into_iter().flatten() {
+    for (k, v) in object(v, field)? {
         if let Some(id) = id_value(v, field)? {
-            out.insert(k.clone(), id);
+            out.insert(k, id);
         }
     }
     Ok(out)
@@ -228,5 +293,58 @@ mod tests {
         assert_eq!(e.to_string(), "user.email: must be a string");
         assert!(User::from_json(&json!("nope")).is_err());
         assert!(User::from_json(&json!({"customIDs": []})).is_err());
+    }
+
+    /// A user's debug text with its hash maps in key order, for comparing two parses.
+    fn sorted(user: &Result<User, UserError>) -> String {
+        let Ok(u) = user else {
+            return format!("{user:?}");
+        };
+        let map = |m: &AHashMap<String, DynValue>| {
+            format!(
+                "{:?}",
+                m.iter().collect::<std::collections::BTreeMap<_, _>>()
+            )
+        };
+        let scalars = [
+            &u.user_id,
+            &u.email,
+            &u.ip,
+            &u.user_agent,
+            &u.country,
+            &u.locale,
+        ];
+        format!(
+            "{scalars:?} {:?} {} {} {} {}",
+            u.app_version,
+            map(&u.custom),
+            map(&u.private_attributes),
+            map(&u.custom_ids),
+            map(&u.environment)
+        )
+    }
+
+    #[test]
+    fn text_and_tree_parse_alike() {
+        let cases = [
+            json!({"userID": 42, "email": "a@b.c", "customIDs": {"companyID": 7, "x": null},
+                   "custom": {"level": 3, "tags": ["a", "B"]}, "privateAttributes": {"vip": true},
+                   "statsigEnvironment": {"tier": "staging"}, "unknown": [1, {"a": 2}],
+                   "country": null}),
+            json!({"email": 5}),
+            json!({"unknown": {"deep": [1]}, "custom": "no", "email": 5}),
+            json!({"customIDs": []}),
+            json!([1]),
+            json!("nope"),
+        ];
+        for case in cases {
+            let text = case.to_string();
+            let (tree, parsed) = (User::from_json(&case), User::from_json_str(&text));
+            assert_eq!(sorted(&tree), sorted(&parsed), "{text}");
+        }
+        let e = User::from_json_str("{\"custom\": 1, \"email\": 5}").unwrap_err();
+        assert_eq!(e.to_string(), "user.custom: must be an object");
+        let e = User::from_json_str("{\"userID\": ").unwrap_err();
+        assert_eq!(e.to_string(), "user: is not valid JSON");
     }
 }

@@ -244,8 +244,9 @@ pub struct ExposureMessage<'a> {
     pub unit_id_type: &'a str,
     /// See [`Envelope::unit_id`].
     pub unit_id: &'a str,
-    /// See [`Envelope::user`] (already without `privateAttributes`).
-    pub user: &'a Value,
+    /// See [`Envelope::user`] (already without `privateAttributes`): JSON text, written as
+    /// is, so the front door renders a request's user once for all its exposures.
+    pub user: &'a RawValue,
     /// See [`Envelope::metadata`].
     pub metadata: ExposureMetadata<'a>,
     /// See [`Envelope::secondary_exposures`].
@@ -402,6 +403,7 @@ mod tests {
     #[test]
     fn the_borrowed_exposure_writes_the_bytes_of_the_owned_envelope() {
         let user = json!({"userID": "u\"1", "custom": {"plan": "pro"}});
+        let user_text = serde_json::value::to_raw_value(&user).unwrap();
         let secondary = [
             SecondaryExposure {
                 gate: "holdout",
@@ -483,7 +485,7 @@ mod tests {
                 sdk_version: (i == 0).then_some("1.0"),
                 unit_id_type: "userID",
                 unit_id: "u\"1",
-                user: &user,
+                user: &user_text,
                 metadata,
                 secondary_exposures: if i == 2 { &[] } else { &secondary },
                 exposure: ExposureView {

@@ -9,11 +9,13 @@ use evaluator::{
     DynValue, EvalContext, Evaluation, HashAlgorithm, InitializeRequest, Outcome, SpecKind, User,
 };
 use hyper::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::http::{bytes_reply, json_reply, ApiError, AppState, Decoded, Reply};
 use crate::keys::{Access, AuthError, KeyRecord};
-use crate::logging::{envelopes_from_batch, with_exposure, Origin};
+use crate::logging::{envelopes_from_batch, with_exposure, Origin, SdkMetadata};
 use crate::producer::SendError;
 use crate::rules::{now_ms, Compiled};
 
@@ -169,7 +171,7 @@ pub async fn log_batch(
             .events
             .clone()
             .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no Kafka configured"))?;
-        let origin = Origin::new(&key.id, req, body, now_ms() as i64);
+        let origin = Origin::new(&key.id, req, SdkMetadata::of(body), now_ms() as i64);
         let batch = envelopes_from_batch(body, &origin)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
         Ok::<_, ApiError>((sink, batch))
@@ -221,50 +223,112 @@ pub fn evaluate(state: &AppState, req: Decoded, endpoint: &'static str) -> Reply
     };
     let result = (|| {
         let key = authenticate(state, &req, None, access)?;
+        if endpoint != "initialize" {
+            let body = EvaluationRequest::parse(&req.body)?;
+            let answer = evaluate_body(state, &key, &req, &body, endpoint)?;
+            return Ok(bytes_reply(StatusCode::OK, Bytes::from(answer)));
+        }
         let Value::Object(body) = req.json()? else {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "the body must be a JSON object",
             ));
         };
-        if endpoint == "initialize" {
-            return initialize(state, &key, &body);
-        }
-        evaluate_body(state, &key, &req, &body, endpoint).map(|v| json_reply(StatusCode::OK, &v))
+        initialize(state, &key, &body)
     })();
     result.unwrap_or_else(|error: ApiError| error.reply())
 }
 
-/// The user of an evaluation request: `user` must be an object. Borrowed: `check_gate`
-/// and friends only read it.
-fn request_user(body: &Map<String, Value>, required: bool) -> Result<Cow<'_, Value>, ApiError> {
-    match body.get("user") {
-        Some(user @ Value::Object(_)) => Ok(Cow::Borrowed(user)),
-        Some(_) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "user: must be a JSON object",
-        )),
-        None if !required => Ok(Cow::Owned(json!({}))),
-        None => Err(ApiError::new(StatusCode::BAD_REQUEST, "user: missing")),
+/// A `check_gate` / `get_config` / `get_layer` body, borrowed from the request bytes. The
+/// user stays JSON text: it is parsed once into the evaluator's `User` and copied once
+/// (without `privateAttributes`) into the exposures, with no tree of the body in between.
+#[derive(Debug, Default, Deserialize)]
+pub struct EvaluationRequest<'a> {
+    /// `user` (a JSON `null` is kept, to be refused as not an object).
+    #[serde(borrow, default, deserialize_with = "present")]
+    pub user: Option<&'a RawValue>,
+    /// `gateName`.
+    #[serde(rename = "gateName", borrow, default)]
+    pub gate_name: Option<&'a RawValue>,
+    /// `gateNames`: several gates in one `check_gate`.
+    #[serde(rename = "gateNames", borrow, default)]
+    pub gate_names: Option<&'a RawValue>,
+    /// `configName`.
+    #[serde(rename = "configName", borrow, default)]
+    pub config_name: Option<&'a RawValue>,
+    /// `layerName`.
+    #[serde(rename = "layerName", borrow, default)]
+    pub layer_name: Option<&'a RawValue>,
+    /// `statsigMetadata`: the SDK's identity and `exposureLoggingDisabled`.
+    #[serde(rename = "statsigMetadata", borrow, default)]
+    pub metadata: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+impl<'a> EvaluationRequest<'a> {
+    /// Reads a body (an empty one reads as `{}`), naming what is wrong with a bad one.
+    pub fn parse(body: &'a [u8]) -> Result<Self, ApiError> {
+        if body.is_empty() {
+            return Ok(Self::default());
+        }
+        let invalid = |e| format!("body is not valid JSON: {e}");
+        let message = if body.trim_ascii_start().first() != Some(&b'{') {
+            // Checked first: serde would read a JSON array into the struct, field by field.
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => "the body must be a JSON object".to_owned(),
+                Err(e) => invalid(e),
+            }
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(request) => return Ok(request),
+                Err(e) if e.is_syntax() || e.is_eof() => invalid(e),
+                Err(e) => format!("body: {e}"),
+            }
+        };
+        Err(ApiError::new(StatusCode::BAD_REQUEST, message))
     }
 }
 
-fn parse_user(user_json: &Value) -> Result<User, ApiError> {
-    User::from_json(user_json).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+/// What a request's `statsigMetadata` says, read leniently (fields of other types are
+/// ignored, as the SDKs' own servers do).
+#[derive(Debug, Default, Deserialize)]
+struct RequestMetadata<'a> {
+    #[serde(rename = "sdkType", borrow, default)]
+    sdk_type: Option<&'a RawValue>,
+    #[serde(rename = "sdkVersion", borrow, default)]
+    sdk_version: Option<&'a RawValue>,
+    #[serde(rename = "exposureLoggingDisabled", borrow, default)]
+    exposure_logging_disabled: Option<&'a RawValue>,
+}
+
+/// A JSON string's text, borrowed when it holds no escapes; None for any other JSON value.
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+        Some(_) => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
+        None => None,
+    }
 }
 
 /// One `check_gate` / `get_config` / `get_layer` for an authenticated key, exposures
-/// logged unless the request turns them off; the answer in Statsig's shape.
+/// logged unless the request turns them off; the answer's JSON bytes in Statsig's shape.
 pub fn evaluate_body(
     state: &AppState,
     key: &KeyRecord,
     req: &Decoded,
-    body: &Map<String, Value>,
+    body: &EvaluationRequest<'_>,
     endpoint: &'static str,
-) -> Result<Value, ApiError> {
+) -> Result<Vec<u8>, ApiError> {
     let rules = live_rules(state)?;
-    let user_json = request_user(body, true)?;
-    let user = parse_user(&user_json)?;
+    let user_text = body
+        .user
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "user: missing"))?;
+    let user = User::from_json_str(user_text.get())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let app = key.target_app.as_deref().map(DynValue::from_text);
     let ctx = EvalContext {
         user: &user,
@@ -272,17 +336,27 @@ pub fn evaluate_body(
         app_id: app.as_ref(),
     };
     let rs = &rules.ruleset;
-    let log_exposures = body
-        .get("statsigMetadata")
-        .and_then(|m| m.get("exposureLoggingDisabled"))
-        .and_then(Value::as_bool)
-        != Some(true);
-    let origin = Origin::new(&key.id, req, body, now_ms() as i64);
+    let metadata: RequestMetadata<'_> = body
+        .metadata
+        .and_then(|m| serde_json::from_str(m.get()).ok())
+        .unwrap_or_default();
+    let log_exposures = metadata
+        .exposure_logging_disabled
+        .is_none_or(|v| v.get() != "true");
+    let (sdk_type, sdk_version) = (
+        metadata.sdk_type.and_then(json_str),
+        metadata.sdk_version.and_then(json_str),
+    );
+    let sdk = SdkMetadata {
+        sdk_type: sdk_type.as_deref(),
+        sdk_version: sdk_version.as_deref(),
+    };
+    let origin = Origin::new(&key.id, req, sdk, now_ms() as i64);
     let loggable_user = std::cell::OnceCell::new();
     let expose = |kind: SpecKind, spec: &str, e: &Evaluation<'_>| {
         if let (true, Some(sink)) = (log_exposures, &state.events) {
             if e.outcome != Outcome::Unrecognized {
-                let loggable = loggable_user.get_or_init(|| rs.loggable_user(&user_json));
+                let loggable = loggable_user.get_or_init(|| rs.loggable_user_text(user_text));
                 with_exposure(kind, spec, e, loggable, &user, &origin, |exposure| {
                     let dedupe = state.dedupe.as_ref();
                     if dedupe.is_none_or(|d| d.should_send(exposure, now_ms())) {
@@ -292,57 +366,107 @@ pub fn evaluate_body(
             }
         }
     };
-    let name = |field: &str| {
-        body.get(field).and_then(Value::as_str).ok_or_else(|| {
+    fn name<'b>(field: &str, raw: Option<&'b RawValue>) -> Result<Cow<'b, str>, ApiError> {
+        raw.and_then(json_str).ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("{field}: missing or not a string"),
             )
         })
-    };
-    Ok(match endpoint {
-        "check_gate" => match body.get("gateNames") {
-            Some(Value::Array(names)) => {
+    }
+    let answer = match endpoint {
+        "check_gate" => match body.gate_names.map(|n| serde_json::from_str(n.get())) {
+            Some(Ok(Value::Array(names))) => {
                 let mut out = Map::new();
-                for n in names {
+                for n in &names {
                     let n = n.as_str().ok_or_else(|| {
                         ApiError::new(StatusCode::BAD_REQUEST, "gateNames: must be strings")
                     })?;
                     let e = rs.check_gate(n, &ctx);
                     expose(SpecKind::Gate, n, &e);
-                    out.insert(n.to_owned(), gate_json(n, &e));
+                    out.insert(n.to_owned(), json!(GateAnswer::new(n, &e)));
                 }
-                Value::Object(out)
+                serde_json::to_vec(&out)
             }
             _ => {
-                let n = name("gateName")?;
-                let e = rs.check_gate(n, &ctx);
-                expose(SpecKind::Gate, n, &e);
-                gate_json(n, &e)
+                let n = name("gateName", body.gate_name)?;
+                let e = rs.check_gate(&n, &ctx);
+                expose(SpecKind::Gate, &n, &e);
+                serde_json::to_vec(&GateAnswer::new(&n, &e))
             }
         },
         "get_config" => {
-            let n = name("configName")?;
-            let e = rs.get_config(n, &ctx);
-            expose(SpecKind::Config, n, &e);
-            let rule_id = (e.outcome == Outcome::Recognized).then_some(e.rule_id);
-            json!({"name": n, "value": e.json_value.cloned().unwrap_or(json!({})),
-                   "group": e.rule_id, "rule_id": rule_id, "group_name": e.group_name})
+            let n = name("configName", body.config_name)?;
+            let e = rs.get_config(&n, &ctx);
+            expose(SpecKind::Config, &n, &e);
+            serde_json::to_vec(&ConfigAnswer {
+                name: &n,
+                value: e.json_value.unwrap_or(&Value::Object(Map::new())),
+                group: e.rule_id,
+                rule_id: (e.outcome == Outcome::Recognized).then_some(e.rule_id),
+                group_name: e.group_name,
+            })
         }
         _ => {
-            let n = name("layerName")?;
-            let e = rs.get_layer(n, &ctx);
-            expose(SpecKind::Layer, n, &e);
+            let n = name("layerName", body.layer_name)?;
+            let e = rs.get_layer(&n, &ctx);
+            expose(SpecKind::Layer, &n, &e);
             if e.outcome == Outcome::Unrecognized {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     format!("no layer named {n}"),
                 ));
             }
-            json!({"name": n, "value": e.json_value.cloned().unwrap_or(json!({})),
-                   "ruleID": e.rule_id, "allocatedExperimentName": e.config_delegate})
+            serde_json::to_vec(&LayerAnswer {
+                name: &n,
+                value: e.json_value.unwrap_or(&Value::Object(Map::new())),
+                rule_id: e.rule_id,
+                allocated_experiment_name: e.config_delegate,
+            })
         }
-    })
+    };
+    answer.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `check_gate`'s answer.
+#[derive(Serialize)]
+struct GateAnswer<'a> {
+    name: &'a str,
+    value: bool,
+    rule_id: &'a str,
+    group_name: Option<&'a str>,
+}
+
+impl<'a> GateAnswer<'a> {
+    fn new(name: &'a str, e: &Evaluation<'a>) -> Self {
+        GateAnswer {
+            name,
+            value: e.bool_value,
+            rule_id: e.rule_id,
+            group_name: e.group_name,
+        }
+    }
+}
+
+/// `get_config`'s answer (`rule_id` null for an unknown or unsupported config).
+#[derive(Serialize)]
+struct ConfigAnswer<'a> {
+    name: &'a str,
+    value: &'a Value,
+    group: &'a str,
+    rule_id: Option<&'a str>,
+    group_name: Option<&'a str>,
+}
+
+/// `get_layer`'s answer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LayerAnswer<'a> {
+    name: &'a str,
+    value: &'a Value,
+    #[serde(rename = "ruleID")]
+    rule_id: &'a str,
+    allocated_experiment_name: Option<&'a str>,
 }
 
 /// Whether the live ruleset has a gate (`true`) or a config (`false`) named `name`.
@@ -358,6 +482,18 @@ pub fn flag_kind(state: &AppState, name: &str) -> Result<Option<bool>, ApiError>
     })
 }
 
+/// The user of an `initialize` request (none reads as `{}`); it must be an object.
+fn initialize_user(body: &Map<String, Value>) -> Result<Value, ApiError> {
+    match body.get("user") {
+        Some(user @ Value::Object(_)) => Ok(user.clone()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "user: must be a JSON object",
+        )),
+        None => Ok(json!({})),
+    }
+}
+
 /// Client `initialize`: every spec evaluated for one user, names hashed.
 fn initialize(
     state: &AppState,
@@ -365,9 +501,10 @@ fn initialize(
     body: &Map<String, Value>,
 ) -> Result<Reply, ApiError> {
     let rules = live_rules(state)?;
-    let mut user_json = request_user(body, false)?.into_owned();
+    let mut user_json = initialize_user(body)?;
     adopt_stable_id(&mut user_json, body);
-    let user = parse_user(&user_json)?;
+    let user = User::from_json(&user_json)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let app = key.target_app.as_deref().map(DynValue::from_text);
     let ctx = EvalContext {
         user: &user,
@@ -400,10 +537,6 @@ fn initialize(
         target_app: key.target_app.as_deref(),
     });
     Ok(bytes_reply(StatusCode::OK, Bytes::from(bytes)))
-}
-
-fn gate_json(name: &str, e: &Evaluation<'_>) -> Value {
-    json!({"name": name, "value": e.bool_value, "rule_id": e.rule_id, "group_name": e.group_name})
 }
 
 /// js-client sends the stable id only in `statsigMetadata.stableID`; stableID-based specs

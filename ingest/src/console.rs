@@ -1156,15 +1156,23 @@ fn evaluate_flag(state: &AppState, req: &Decoded, flag: &str) -> Answer {
     let user = generic_user(&body)?;
     let is_gate =
         api::flag_kind(state, flag)?.ok_or_else(|| ConsoleError::not_found("Feature flag"))?;
-    let (endpoint, field) = if is_gate {
-        ("check_gate", "gateName")
-    } else {
-        ("get_config", "configName")
+    let internal =
+        |e: serde_json::Error| ConsoleError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let user = serde_json::value::to_raw_value(&user).map_err(internal)?;
+    let name = serde_json::value::to_raw_value(flag).map_err(internal)?;
+    let mut request = api::EvaluationRequest {
+        user: Some(&user),
+        ..Default::default()
     };
-    let request: Map<String, Value> = [("user".to_owned(), user), (field.to_owned(), flag.into())]
-        .into_iter()
-        .collect();
+    let endpoint = if is_gate {
+        request.gate_name = Some(&name);
+        "check_gate"
+    } else {
+        request.config_name = Some(&name);
+        "get_config"
+    };
     let answer = api::evaluate_body(state, &key, req, &request, endpoint)?;
+    let answer: Value = serde_json::from_slice(&answer).map_err(internal)?;
     Ok(json_reply(
         StatusCode::OK,
         &json!({"key": flag, "type": if is_gate { "gate" } else { "config" }, "value": answer["value"],

@@ -89,7 +89,7 @@ mod tests {
     use events::{ExposureMetadata, ExposureView, SCHEMA_VERSION};
 
     fn should_send(d: &ExposureDedupe, unit: &str, rule: &str, now_ms: u64) -> bool {
-        let user = serde_json::json!({});
+        let user = serde_json::value::RawValue::from_string("{}".into()).unwrap();
         d.should_send(
             &ExposureMessage {
                 schema_version: SCHEMA_VERSION,

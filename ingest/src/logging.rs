@@ -8,6 +8,7 @@ use events::{
     Envelope, Exposure, ExposureMessage, ExposureMetadata, ExposureView, SecondaryExposure,
     SCHEMA_VERSION,
 };
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::http::Decoded;
@@ -26,28 +27,49 @@ pub struct Origin<'a> {
 }
 
 impl<'a> Origin<'a> {
-    /// Reads the SDK identity from the body's `statsigMetadata`, the headers or the query.
+    /// The SDK identity from the body's `statsigMetadata`, else the headers or the query.
     pub fn new(
         key_id: &'a str,
         req: &'a Decoded,
-        body: &'a Map<String, Value>,
+        metadata: SdkMetadata<'a>,
         now_ms: i64,
     ) -> Origin<'a> {
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        Origin {
+            key_id,
+            sdk_type: metadata
+                .sdk_type
+                .or_else(|| header("statsig-sdk-type"))
+                .or_else(|| req.param("st")),
+            sdk_version: metadata
+                .sdk_version
+                .or_else(|| header("statsig-sdk-version"))
+                .or_else(|| req.param("sv")),
+            received_at_ms: now_ms,
+        }
+    }
+}
+
+/// The SDK identity a body's `statsigMetadata` declares (`sdkType`, `sdkVersion`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SdkMetadata<'a> {
+    /// `statsigMetadata.sdkType`.
+    pub sdk_type: Option<&'a str>,
+    /// `statsigMetadata.sdkVersion`.
+    pub sdk_version: Option<&'a str>,
+}
+
+impl<'a> SdkMetadata<'a> {
+    /// Reads it from a body parsed as a tree (`log_event` batches).
+    pub fn of(body: &'a Map<String, Value>) -> Self {
         let meta = |field: &str| {
             body.get("statsigMetadata")
                 .and_then(|m| m.get(field))
                 .and_then(Value::as_str)
         };
-        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        Origin {
-            key_id,
-            sdk_type: meta("sdkType")
-                .or_else(|| header("statsig-sdk-type"))
-                .or_else(|| req.param("st")),
-            sdk_version: meta("sdkVersion")
-                .or_else(|| header("statsig-sdk-version"))
-                .or_else(|| req.param("sv")),
-            received_at_ms: now_ms,
+        SdkMetadata {
+            sdk_type: meta("sdkType"),
+            sdk_version: meta("sdkVersion"),
         }
     }
 }
@@ -215,7 +237,7 @@ pub fn with_exposure<R>(
     kind: SpecKind,
     name: &str,
     eval: &Evaluation<'_>,
-    loggable_user: &Value,
+    loggable_user: &RawValue,
     user: &User,
     origin: &Origin<'_>,
     send: impl FnOnce(&ExposureMessage<'_>) -> R,
@@ -225,8 +247,11 @@ pub fn with_exposure<R>(
         .hyphenated()
         .encode_lower(&mut event_id);
     // Keyed by the spec's unit type, as Statsig bucketed it; else by the user's first id.
+    let fallback: Value;
     let (unit_id_type, unit_id) = if eval.id_type.is_empty() {
-        event_unit(loggable_user)
+        // Rare (a spec without an idType): the user's first id, read from the logged text.
+        fallback = serde_json::from_str(loggable_user.get()).unwrap_or_default();
+        event_unit(&fallback)
     } else {
         // `userID` (nearly every spec) needs no lowercased copy.
         let lower = if eval.id_type.eq_ignore_ascii_case("userid") {
@@ -332,7 +357,8 @@ mod tests {
             now_ms: 1_767_225_600_000,
             app_id: None,
         };
-        let loggable = rs.loggable_user(&user_json);
+        let text = serde_json::value::to_raw_value(&user_json).unwrap();
+        let loggable = rs.loggable_user_text(&text);
         let origin = Origin {
             key_id: "key-1",
             sdk_type: Some("py"),
@@ -404,7 +430,7 @@ mod tests {
                 exposure.gate_value,
                 (*kind == SpecKind::Gate).then_some(eval.bool_value)
             );
-            assert_eq!(env.user, loggable);
+            assert_eq!(env.user, rs.loggable_user(&user_json));
             assert!(env.user.get("privateAttributes").is_none());
             assert_eq!(
                 (env.key_id.as_str(), env.sdk_type.as_deref()),

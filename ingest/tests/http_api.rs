@@ -269,6 +269,64 @@ async fn initialize_decodes_browser_bodies() {
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
+/// The evaluation answers in Statsig's shapes, keys in its order, and names sent with JSON
+/// escapes read as the names they spell.
+#[tokio::test]
+async fn evaluation_answers_have_statsig_shapes() {
+    let s = Server::start(&specs()).await;
+    let rs = evaluator::Ruleset::from_slice(&specs()).unwrap();
+    let user = evaluator::User::from_json(&json!({"userID": "u1"})).unwrap();
+    let ctx = evaluator::EvalContext {
+        user: &user,
+        now_ms: 0,
+        app_id: None,
+    };
+    let hdr = [("statsig-api-key", SERVER)];
+    let post = |path: &'static str, body: &'static str| {
+        let s = &s;
+        async move {
+            let (status, bytes) = s.call(Method::POST, path, &hdr, body).await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+            String::from_utf8(bytes.to_vec()).unwrap()
+        }
+    };
+    let gate = rs.check_gate("gate_0", &ctx);
+    let expected = json!({"name": "gate_0", "value": gate.bool_value, "rule_id": gate.rule_id,
+                          "group_name": gate.group_name});
+    for body in [
+        r#"{"user":{"userID":"u1"},"gateName":"gate_0"}"#,
+        r#"{"gateName":"gate\u005f0","user":{"userID":"u\u0031","privateAttributes":{}}}"#,
+    ] {
+        assert_eq!(post("/v1/check_gate", body).await, expected.to_string());
+    }
+    let config = rs.get_config("exp_0", &ctx);
+    let expected = json!({"name": "exp_0", "value": config.json_value, "group": config.rule_id,
+                          "rule_id": config.rule_id, "group_name": config.group_name});
+    let body = r#"{"user":{"userID":"u1"},"configName":"exp_0"}"#;
+    assert_eq!(post("/v1/get_config", body).await, expected.to_string());
+    let expected = json!({"name": "nope", "value": {}, "group": "", "rule_id": null,
+                          "group_name": null});
+    let body = r#"{"user":{"userID":"u1"},"configName":"nope"}"#;
+    assert_eq!(post("/v1/get_config", body).await, expected.to_string());
+    let layer = rs.get_layer("layer_0", &ctx);
+    let expected = json!({"name": "layer_0", "value": layer.json_value, "ruleID": layer.rule_id,
+                          "allocatedExperimentName": layer.config_delegate});
+    let body = r#"{"user":{"userID":"u1"},"layerName":"layer_0"}"#;
+    assert_eq!(post("/v1/get_layer", body).await, expected.to_string());
+    let body = r#"{"user":{"userID":"u1"},"gateNames":["gate_0","nope"]}"#;
+    let both: Value = serde_json::from_str(&post("/v1/check_gate", body).await).unwrap();
+    assert_eq!(both["gate_0"]["value"], gate.bool_value);
+    assert_eq!(
+        both["nope"],
+        json!({"name": "nope", "value": false, "rule_id": "", "group_name": null})
+    );
+}
+
 #[tokio::test]
 async fn bad_input_gets_a_clear_json_error() {
     let s = Server::start(&specs()).await;
@@ -299,6 +357,25 @@ async fn bad_input_gets_a_clear_json_error() {
         .call(Method::POST, "/v1/check_gate", &hdr, r#"{"user":{}}"#)
         .await;
     check(st, &b, StatusCode::BAD_REQUEST, "gateName");
+    for (body, words) in [
+        ("[1]", "the body must be a JSON object"),
+        (
+            r#"{"user":null,"gateName":"g"}"#,
+            "user: must be a JSON object",
+        ),
+        (
+            r#"{"user":{},"gateName":5}"#,
+            "gateName: missing or not a string",
+        ),
+        (
+            r#"{"user":{},"user":{},"gateName":"g"}"#,
+            "duplicate field `user`",
+        ),
+        (r#"{"user":{"userID":"u"#, "not valid JSON"),
+    ] {
+        let (st, b) = s.call(Method::POST, "/v1/check_gate", &hdr, body).await;
+        check(st, &b, StatusCode::BAD_REQUEST, words);
+    }
     let (st, b) = s
         .call(
             Method::POST,
@@ -349,7 +426,7 @@ async fn bad_input_gets_a_clear_json_error() {
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8_lossy(&metrics);
     assert!(
-        text.contains(r#"gatehouse_requests_total{endpoint="check_gate",status="400"} 4"#),
+        text.contains(r#"gatehouse_requests_total{endpoint="check_gate",status="400"} 9"#),
         "{text}"
     );
     assert!(text.contains("gatehouse_ruleset_time "), "{text}");
