@@ -259,41 +259,39 @@ impl Ruleset {
     /// user's order, without building a tree: the front door logs it with every exposure.
     /// Anything but an object logs as `{}` (callers have parsed it as a [`crate::User`]).
     pub fn loggable_user_text(&self, user: &RawValue) -> Box<RawValue> {
-        let mut out = String::with_capacity(user.get().len() + 40);
+        let mut out = Writer(Vec::with_capacity(user.get().len() + 40));
         let mut de = serde_json::Deserializer::from_str(user.get());
         let has_environment = de
             .deserialize_map(LoggableWriter { out: &mut out })
             .unwrap_or_else(|_| {
-                out.clear();
-                out.push('{');
+                out.0.clear();
+                out.0.push(b'{');
                 false
             });
-        if !has_environment {
-            if let Some(env) = self.default_environment_json() {
-                if out.len() > 1 {
-                    out.push(',');
-                }
-                out.push_str("\"statsigEnvironment\":");
-                out.push_str(&env.to_string());
+        if let (false, Some(env)) = (has_environment, &self.default_environment_text) {
+            if out.0.len() > 1 {
+                out.0.push(b',');
             }
+            out.key("statsigEnvironment");
+            out.raw(env.get());
         }
-        out.push('}');
-        RawValue::from_string(out).expect("written from validated JSON parts")
+        out.0.push(b'}');
+        String::from_utf8(out.0)
+            .ok()
+            .and_then(|text| RawValue::from_string(text).ok())
+            .expect("written from validated JSON parts")
     }
 
     fn default_environment_json(&self) -> Option<Value> {
-        let env = &self.default_environment;
-        (!env.is_empty()).then(|| {
-            let fields = env.iter().map(|(k, v)| (k.clone(), v.json.clone()));
-            Value::Object(fields.collect())
-        })
+        let env = self.default_environment_text.as_ref()?;
+        serde_json::from_str(env.get()).ok()
     }
 }
 
 /// Copies a user object's entries except `privateAttributes` into `out` (opened with `{`,
 /// left open); answers whether the user has a `statsigEnvironment`.
 struct LoggableWriter<'o> {
-    out: &'o mut String,
+    out: &'o mut Writer,
 }
 
 impl<'de> Visitor<'de> for LoggableWriter<'_> {
@@ -304,7 +302,7 @@ impl<'de> Visitor<'de> for LoggableWriter<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        self.out.push('{');
+        self.out.0.push(b'{');
         let mut has_environment = false;
         while let Some(key) = map.next_key::<Key<'de>>()? {
             let value: &RawValue = map.next_value()?;
@@ -313,14 +311,11 @@ impl<'de> Visitor<'de> for LoggableWriter<'_> {
                 "statsigEnvironment" => has_environment = true,
                 _ => {}
             }
-            if self.out.len() > 1 {
-                self.out.push(',');
+            if self.out.0.len() > 1 {
+                self.out.0.push(b',');
             }
-            // A string always serializes.
-            self.out
-                .push_str(&serde_json::to_string(&*key.0).unwrap_or_default());
-            self.out.push(':');
-            self.out.push_str(value.get());
+            self.out.key(&key.0);
+            self.out.raw(value.get());
         }
         Ok(has_environment)
     }

@@ -7,7 +7,8 @@
 use std::fmt;
 
 use ahash::{AHashMap, AHashSet};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
 
 use crate::condition::{Condition, Name};
 use crate::initialize::HashAlgorithm;
@@ -110,6 +111,8 @@ pub struct Ruleset {
     pub(crate) app_id: Option<DynValue>,
     /// `{"tier": default_environment}`: the environment of users that carry none.
     pub(crate) default_environment: AHashMap<String, DynValue>,
+    /// The same as JSON text, for the logged user (None when there is none).
+    pub(crate) default_environment_text: Option<Box<RawValue>>,
     pub(crate) id_lists: AHashMap<Box<str>, AHashSet<[u8; 8]>>,
     /// The normalized v2 document, for re-serialization.
     doc: Map<String, Value>,
@@ -388,8 +391,10 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
 
     let str_field = |key: &str| doc.get(key).and_then(Value::as_str);
     let mut default_environment = AHashMap::new();
+    let mut default_environment_text = None;
     if let Some(tier) = str_field("default_environment") {
         default_environment.insert("tier".to_owned(), DynValue::from_text(tier));
+        default_environment_text = serde_json::value::to_raw_value(&json!({ "tier": tier })).ok();
     }
     Ok(Ruleset {
         time,
@@ -397,6 +402,7 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
         conditions,
         app_id: str_field("app_id").map(DynValue::from_text),
         default_environment,
+        default_environment_text,
         id_lists: AHashMap::new(),
         index,
         doc,

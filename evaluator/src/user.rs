@@ -12,7 +12,7 @@ use crate::value::DynValue;
 
 /// A Statsig user (`userID`, `customIDs`, `email`, `ip`, `userAgent`, `country`, `locale`,
 /// `appVersion`, `custom`, `privateAttributes`, `statsigEnvironment`). Unknown keys are ignored.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct User {
     /// `userID`.
     pub user_id: Option<DynValue>,
@@ -36,6 +36,33 @@ pub struct User {
     pub custom_ids: AHashMap<String, DynValue>,
     /// `statsigEnvironment` (normally `{"tier": ...}`).
     pub environment: AHashMap<String, DynValue>,
+}
+
+impl Default for User {
+    fn default() -> Self {
+        User {
+            user_id: None,
+            email: None,
+            ip: None,
+            user_agent: None,
+            country: None,
+            locale: None,
+            app_version: None,
+            custom: attribute_map(),
+            private_attributes: attribute_map(),
+            custom_ids: attribute_map(),
+            environment: attribute_map(),
+        }
+    }
+}
+
+/// An empty attribute map, seeded from this thread's random state. `RandomState::new()`
+/// bumps one process-wide atomic counter per map, which a front door parsing a user per
+/// request on every worker contends on; per-thread random seeds keep the hashes just as
+/// unpredictable to a client choosing attribute names.
+fn attribute_map() -> AHashMap<String, DynValue> {
+    thread_local!(static SEEDS: ahash::RandomState = ahash::RandomState::new());
+    AHashMap::with_hasher(SEEDS.with(Clone::clone))
 }
 
 /// The user's typed top-level string fields, which condition field names resolve to.
@@ -71,20 +98,25 @@ impl User {
     /// Parses a user from its JSON object. Ids may be strings or numbers (numbers become
     /// their decimal text, as the SDKs do); other typed fields must be strings or null.
     pub fn from_json(value: &Value) -> Result<User, UserError> {
-        value
-            .deserialize_any(UserVisitor)
-            .unwrap_or_else(|_| Err(not_an_object()))
+        let mut user = User::default();
+        match value.deserialize_any(UserVisitor(&mut user)) {
+            Ok(None) => Ok(user),
+            Ok(Some(problem)) => Err(problem),
+            Err(_) => Err(not_an_object()),
+        }
     }
 
     /// [`User::from_json`] straight from JSON text, without building a tree of the whole
     /// user first: the front door's path, where the user is a slice of the request body.
     pub fn from_json_str(text: &str) -> Result<User, UserError> {
+        let mut user = User::default();
         let mut de = serde_json::Deserializer::from_str(text);
         match de
-            .deserialize_any(UserVisitor)
-            .and_then(|user| de.end().map(|()| user))
+            .deserialize_any(UserVisitor(&mut user))
+            .and_then(|problem| de.end().map(|()| problem))
         {
-            Ok(user) => user,
+            Ok(None) => Ok(user),
+            Ok(Some(problem)) => Err(problem),
             Err(e) if e.is_data() => Err(not_an_object()),
             Err(_) => Err(err("user", "is not valid JSON")),
         }
@@ -172,20 +204,20 @@ enum Field {
     Other,
 }
 
-/// Reads a user object key by key, taking each known value by value (no copy of the whole
-/// object). A wrong-typed field is reported after the rest is consumed, so the JSON reader
-/// stays in step; the first one in the object is the one named.
-struct UserVisitor;
+/// Reads a user object key by key into the user it holds, taking each known value by value
+/// (no copy of the whole object). A wrong-typed field is reported after the rest is
+/// consumed, so the JSON reader stays in step; the first one in the object is the one named.
+struct UserVisitor<'u>(&'u mut User);
 
-impl<'de> Visitor<'de> for UserVisitor {
-    type Value = Result<User, UserError>;
+impl<'de> Visitor<'de> for UserVisitor<'_> {
+    type Value = Option<UserError>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a user object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut user = User::default();
+        let user = self.0;
         let mut problem = None;
         while let Some(field) = map.next_key::<Field>()? {
             if field == Field::Other || problem.is_some() {
@@ -203,19 +235,19 @@ impl<'de> Visitor<'de> for UserVisitor {
                 Field::AppVersion => {
                     string_value(v, "user.appVersion").map(|v| user.app_version = v)
                 }
-                Field::Custom => attributes(v, "user.custom").map(|v| user.custom = v),
+                Field::Custom => attributes(v, "user.custom", &mut user.custom),
                 Field::PrivateAttributes => {
-                    attributes(v, "user.privateAttributes").map(|v| user.private_attributes = v)
+                    attributes(v, "user.privateAttributes", &mut user.private_attributes)
                 }
-                Field::CustomIds => ids(v, "user.customIDs").map(|v| user.custom_ids = v),
+                Field::CustomIds => ids(v, "user.customIDs", &mut user.custom_ids),
                 Field::StatsigEnvironment => {
-                    attributes(v, "user.statsigEnvironment").map(|v| user.environment = v)
+                    attributes(v, "user.statsigEnvironment", &mut user.environment)
                 }
                 Field::Other => Ok(()),
             };
             problem = parsed.err();
         }
-        Ok(problem.map_or(Ok(user), Err))
+        Ok(problem)
     }
 }
 
@@ -244,21 +276,27 @@ fn object(v: Value, field: &str) -> Result<Map<String, Value>, UserError> {
     }
 }
 
-fn attributes(v: Value, field: &str) -> Result<AHashMap<String, DynValue>, UserError> {
-    Ok(object(v, field)?
-        .into_iter()
-        .map(|(k, v)| (k, DynValue::new(v)))
-        .collect())
+/// Replaces `out` with the object's entries (a repeated key: the last one wins).
+fn attributes(
+    v: Value,
+    field: &str,
+    out: &mut AHashMap<String, DynValue>,
+) -> Result<(), UserError> {
+    let entries = object(v, field)?;
+    out.clear();
+    out.extend(entries.into_iter().map(|(k, v)| (k, DynValue::new(v))));
+    Ok(())
 }
 
-fn ids(v: Value, field: &str) -> Result<AHashMap<String, DynValue>, UserError> {
-    let mut out = AHashMap::new();
+/// Like [`attributes`], for ids: strings or numbers, nulls skipped.
+fn ids(v: Value, field: &str, out: &mut AHashMap<String, DynValue>) -> Result<(), UserError> {
+    out.clear();
     for (k, v) in object(v, field)? {
         if let Some(id) = id_value(v, field)? {
             out.insert(k, id);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -137,6 +137,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Answers go out in one write; Nagle would only hold the next one back for an ACK.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
