@@ -330,9 +330,10 @@ pub fn evaluate_body(
     let user = User::from_json_str(user_text.get())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let app = key.target_app.as_deref().map(DynValue::from_text);
+    let now = now_ms();
     let ctx = EvalContext {
         user: &user,
-        now_ms: now_ms() as i64,
+        now_ms: now as i64,
         app_id: app.as_ref(),
     };
     let rs = &rules.ruleset;
@@ -351,7 +352,7 @@ pub fn evaluate_body(
         sdk_type: sdk_type.as_deref(),
         sdk_version: sdk_version.as_deref(),
     };
-    let origin = Origin::new(&key.id, req, sdk, now_ms() as i64);
+    let origin = Origin::new(&key.id, req, sdk, now as i64);
     let loggable_user = std::cell::OnceCell::new();
     let expose = |kind: SpecKind, spec: &str, e: &Evaluation<'_>| {
         if let (true, Some(sink)) = (log_exposures, &state.events) {
@@ -359,7 +360,7 @@ pub fn evaluate_body(
                 let loggable = loggable_user.get_or_init(|| rs.loggable_user_text(user_text));
                 with_exposure(kind, spec, e, loggable, &user, &origin, |exposure| {
                     let dedupe = state.dedupe.as_ref();
-                    if dedupe.is_none_or(|d| d.should_send(exposure, now_ms())) {
+                    if dedupe.is_none_or(|d| d.should_send(exposure, now)) {
                         sink.send_exposure(exposure);
                     }
                 });

@@ -11,7 +11,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -287,9 +287,14 @@ impl Decoded {
 
     /// The API key: `statsig-api-key` or `X-API-Key` header, else the `k` query parameter.
     pub fn api_key(&self) -> Option<&str> {
-        ["statsig-api-key", "x-api-key"]
+        // Static names: a `&str` name is parsed and lowercased on every lookup.
+        static NAMES: [HeaderName; 2] = [
+            HeaderName::from_static("statsig-api-key"),
+            HeaderName::from_static("x-api-key"),
+        ];
+        NAMES
             .iter()
-            .find_map(|h| self.headers.get(*h).and_then(|v| v.to_str().ok()))
+            .find_map(|h| self.headers.get(h).and_then(|v| v.to_str().ok()))
             .or_else(|| self.param("k"))
     }
 
