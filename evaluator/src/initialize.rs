@@ -257,8 +257,9 @@ impl Ruleset {
 
     /// [`Ruleset::loggable_user`] written from the user's JSON text, entry by entry in the
     /// user's order, without building a tree: the front door logs it with every exposure.
+    /// The result is JSON text (keys escaped, values copied from the validated input).
     /// Anything but an object logs as `{}` (callers have parsed it as a [`crate::User`]).
-    pub fn loggable_user_text(&self, user: &RawValue) -> Box<RawValue> {
+    pub fn loggable_user_text(&self, user: &RawValue) -> String {
         let mut out = Writer(Vec::with_capacity(user.get().len() + 40));
         let mut de = serde_json::Deserializer::from_str(user.get());
         let has_environment = de
@@ -276,10 +277,8 @@ impl Ruleset {
             out.raw(env.get());
         }
         out.0.push(b'}');
-        String::from_utf8(out.0)
-            .ok()
-            .and_then(|text| RawValue::from_string(text).ok())
-            .expect("written from validated JSON parts")
+        // Built from UTF-8 parts; the lossy conversion never replaces anything.
+        String::from_utf8(out.0).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
     }
 
     fn default_environment_json(&self) -> Option<Value> {
@@ -441,17 +440,16 @@ mod tests {
             for user in &users {
                 let text = RawValue::from_string(user.to_string()).unwrap();
                 let expected = rs.loggable_user(user).to_string();
-                assert_eq!(rs.loggable_user_text(&text).get(), expected, "{user}");
+                let written = rs.loggable_user_text(&text);
+                assert_eq!(written, expected, "{user}");
+                serde_json::from_str::<serde_json::Value>(&written).unwrap();
             }
         }
         let text = RawValue::from_string("{ \"privateAttributes\" : 1 , \"a\" : [ 1 ] }".into());
-        assert_eq!(
-            plain.loggable_user_text(&text.unwrap()).get(),
-            "{\"a\":[ 1 ]}"
-        );
+        assert_eq!(plain.loggable_user_text(&text.unwrap()), "{\"a\":[ 1 ]}");
         let not_an_object = RawValue::from_string("[1]".into()).unwrap();
         assert_eq!(
-            staged.loggable_user_text(&not_an_object).get(),
+            staged.loggable_user_text(&not_an_object),
             "{\"statsigEnvironment\":{\"tier\":\"staging\"}}"
         );
     }

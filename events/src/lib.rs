@@ -7,6 +7,7 @@
 //! change; added optional fields keep the version. Documented in `docs/events.md`.
 
 use std::borrow::Cow;
+use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -218,9 +219,9 @@ pub struct ExposureView<'a> {
 
 /// An exposure message written from borrowed parts: the front door logs one per evaluation
 /// request, and building an owned [`Envelope`] (maps of owned strings) for it cost more than
-/// the evaluation. Serializes to exactly the bytes of the equivalent [`Envelope`] (tested
-/// below), so readers see one schema.
-#[derive(Debug, Serialize)]
+/// the evaluation. [`ExposureMessage::write_to`] writes exactly the bytes of the equivalent
+/// [`Envelope`] (tested below), so readers see one schema.
+#[derive(Debug)]
 pub struct ExposureMessage<'a> {
     /// See [`Envelope::schema_version`] (always [`SCHEMA_VERSION`]).
     pub schema_version: u32,
@@ -235,22 +236,20 @@ pub struct ExposureMessage<'a> {
     /// See [`Envelope::key_id`].
     pub key_id: &'a str,
     /// See [`Envelope::sdk_type`].
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sdk_type: Option<&'a str>,
     /// See [`Envelope::sdk_version`].
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sdk_version: Option<&'a str>,
     /// See [`Envelope::unit_id_type`].
     pub unit_id_type: &'a str,
     /// See [`Envelope::unit_id`].
     pub unit_id: &'a str,
-    /// See [`Envelope::user`] (already without `privateAttributes`): JSON text, written as
-    /// is, so the front door renders a request's user once for all its exposures.
-    pub user: &'a RawValue,
+    /// See [`Envelope::user`] (already without `privateAttributes`): the JSON text of an
+    /// object, written as is, so the front door renders a request's user once for all its
+    /// exposures.
+    pub user: &'a str,
     /// See [`Envelope::metadata`].
     pub metadata: ExposureMetadata<'a>,
     /// See [`Envelope::secondary_exposures`].
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub secondary_exposures: &'a [SecondaryExposure<'a>],
     /// See [`Envelope::exposure`].
     pub exposure: ExposureView<'a>,
@@ -260,72 +259,158 @@ pub struct ExposureMessage<'a> {
 /// (gates: `gate, gateValue, ruleID`; configs: `config, rulePassed, ruleID`; layers:
 /// `config, allocatedExperiment, parameterName, isExplicitParameter, ruleID`; then
 /// `configVersion` when the spec has one).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct ExposureMetadata<'a> {
     /// The gate's name (gate exposures).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub gate: Option<&'a str>,
     /// The config, experiment or layer name.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<&'a str>,
     /// `"true"`/`"false"` (gates).
-    #[serde(rename = "gateValue", skip_serializing_if = "Option::is_none")]
     pub gate_value: Option<&'a str>,
     /// `"true"`/`"false"` (configs).
-    #[serde(rename = "rulePassed", skip_serializing_if = "Option::is_none")]
     pub rule_passed: Option<&'a str>,
     /// The experiment a layer delegated to (`""` when none).
-    #[serde(
-        rename = "allocatedExperiment",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub allocated_experiment: Option<&'a str>,
     /// Layers: the parameter read (`""` for a whole-layer read).
-    #[serde(rename = "parameterName", skip_serializing_if = "Option::is_none")]
     pub parameter_name: Option<&'a str>,
     /// Layers: `"true"`/`"false"`.
-    #[serde(
-        rename = "isExplicitParameter",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub is_explicit_parameter: Option<&'a str>,
     /// The deciding rule.
-    #[serde(rename = "ruleID")]
     pub rule_id: &'a str,
     /// The spec's version, as text.
-    #[serde(
-        rename = "configVersion",
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "number_as_text"
-    )]
     pub config_version: Option<i64>,
 }
 
-fn number_as_text<S: serde::Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => s.collect_str(v),
-        None => s.serialize_none(),
-    }
-}
-
 /// One nested gate of an exposure, written as Statsig writes it (string values).
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct SecondaryExposure<'a> {
     /// The nested gate.
     pub gate: &'a str,
     /// `"true"`/`"false"`.
-    #[serde(rename = "gateValue")]
     pub gate_value: &'a str,
     /// Its deciding rule.
-    #[serde(rename = "ruleID")]
     pub rule_id: &'a str,
 }
 
 impl ExposureMessage<'_> {
-    /// Appends the message bytes to `out` (a buffer the caller reuses).
+    /// Appends the message bytes to `out` (a buffer the caller reuses): the bytes of the
+    /// equivalent [`Envelope`] (tested below), written by hand
+    /// because serde's per-byte string escaper was most of an exposure's cost, and the
+    /// names, ids and rule ids it writes almost never need escaping.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        // Writing to a Vec fails only if a Serialize impl does, and none here can.
-        let _ = serde_json::to_writer(out, self);
+        let mut w = JsonWriter(out);
+        w.0.extend_from_slice(b"{\"schema_version\":");
+        w.number(self.schema_version);
+        w.str_field("event_id", self.event_id);
+        w.str_field("event_name", self.event_name);
+        w.key("event_time_ms");
+        w.number(self.event_time_ms);
+        w.key("received_at_ms");
+        w.number(self.received_at_ms);
+        w.str_field("key_id", self.key_id);
+        if let Some(sdk_type) = self.sdk_type {
+            w.str_field("sdk_type", sdk_type);
+        }
+        if let Some(sdk_version) = self.sdk_version {
+            w.str_field("sdk_version", sdk_version);
+        }
+        w.str_field("unit_id_type", self.unit_id_type);
+        w.str_field("unit_id", self.unit_id);
+        w.key("user");
+        w.0.extend_from_slice(self.user.as_bytes());
+        w.key("metadata");
+        self.metadata.write(&mut w);
+        if !self.secondary_exposures.is_empty() {
+            w.key("secondary_exposures");
+            for (i, e) in self.secondary_exposures.iter().enumerate() {
+                w.0.push(if i == 0 { b'[' } else { b',' });
+                w.0.extend_from_slice(b"{\"gate\":");
+                w.string(e.gate);
+                w.str_field("gateValue", e.gate_value);
+                w.str_field("ruleID", e.rule_id);
+                w.0.push(b'}');
+            }
+            w.0.push(b']');
+        }
+        w.key("exposure");
+        let x = &self.exposure;
+        w.0.extend_from_slice(b"{\"kind\":");
+        w.string(&x.kind);
+        w.str_field("name", &x.name);
+        w.str_field("rule_id", &x.rule_id);
+        if let Some(group) = &x.group_name {
+            w.str_field("group_name", group);
+        }
+        if let Some(value) = x.gate_value {
+            w.key("gate_value");
+            w.0.extend_from_slice(if value { b"true" } else { b"false" });
+        }
+        w.0.extend_from_slice(b"}}");
+    }
+}
+
+impl ExposureMetadata<'_> {
+    fn write(&self, w: &mut JsonWriter<'_>) {
+        w.0.push(b'{');
+        let optional = [
+            ("gate", self.gate),
+            ("config", self.config),
+            ("gateValue", self.gate_value),
+            ("rulePassed", self.rule_passed),
+            ("allocatedExperiment", self.allocated_experiment),
+            ("parameterName", self.parameter_name),
+            ("isExplicitParameter", self.is_explicit_parameter),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                w.str_field(key, value);
+            }
+        }
+        w.str_field("ruleID", self.rule_id);
+        if let Some(version) = self.config_version {
+            // Statsig sends the version as text.
+            w.key("configVersion");
+            w.0.push(b'"');
+            w.number(version);
+            w.0.push(b'"');
+        }
+        w.0.push(b'}');
+    }
+}
+
+/// Appends JSON to a buffer: structure by hand, strings escaped exactly as serde_json
+/// escapes them (copied straight when nothing needs escaping).
+struct JsonWriter<'o>(&'o mut Vec<u8>);
+
+impl JsonWriter<'_> {
+    fn string(&mut self, s: &str) {
+        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.0.push(b'"');
+            self.0.extend_from_slice(s.as_bytes());
+            self.0.push(b'"');
+        } else {
+            // Writing into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *self.0, s);
+        }
+    }
+
+    /// `,"key":` after an open object's first field, `"key":` as its first.
+    fn key(&mut self, key: &str) {
+        if self.0.last() != Some(&b'{') {
+            self.0.push(b',');
+        }
+        self.string(key);
+        self.0.push(b':');
+    }
+
+    fn str_field(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.string(value);
+    }
+
+    fn number(&mut self, n: impl Into<i64>) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.0, "{}", n.into());
     }
 }
 
@@ -403,7 +488,7 @@ mod tests {
     #[test]
     fn the_borrowed_exposure_writes_the_bytes_of_the_owned_envelope() {
         let user = json!({"userID": "u\"1", "custom": {"plan": "pro"}});
-        let user_text = serde_json::value::to_raw_value(&user).unwrap();
+        let user_text = user.to_string();
         let secondary = [
             SecondaryExposure {
                 gate: "holdout",
@@ -411,9 +496,9 @@ mod tests {
                 rule_id: "r0",
             },
             SecondaryExposure {
-                gate: "n\u{e9}",
+                gate: "n\u{e9}\n",
                 gate_value: "true",
-                rule_id: "r1",
+                rule_id: "r\\1",
             },
         ];
         struct Case<'a> {
@@ -441,13 +526,13 @@ mod tests {
             Case {
                 kind: "config",
                 metadata: ExposureMetadata {
-                    config: Some("c"),
+                    config: Some("c\"q"),
                     rule_passed: Some("false"),
                     rule_id: "rule",
                     ..Default::default()
                 },
-                expected_metadata: json!({"config": "c", "rulePassed": "false", "ruleID": "rule"}),
-                group: Some("Control"),
+                expected_metadata: json!({"config": "c\"q", "rulePassed": "false", "ruleID": "rule"}),
+                group: Some("Con\ttrol\u{1}"),
                 gate_value: None,
             },
             Case {
@@ -514,11 +599,9 @@ mod tests {
                     .secondary_exposures
                     .iter()
                     .map(|e| {
-                        serde_json::to_value(e)
-                            .unwrap()
-                            .as_object()
-                            .unwrap()
-                            .clone()
+                        let e = json!({"gate": e.gate, "gateValue": e.gate_value,
+                                       "ruleID": e.rule_id});
+                        e.as_object().unwrap().clone()
                     })
                     .collect(),
                 exposure: Some(Exposure {

@@ -89,7 +89,7 @@ mod tests {
     use events::{ExposureMetadata, ExposureView, SCHEMA_VERSION};
 
     fn should_send(d: &ExposureDedupe, unit: &str, rule: &str, now_ms: u64) -> bool {
-        let user = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+        let user = "{}";
         d.should_send(
             &ExposureMessage {
                 schema_version: SCHEMA_VERSION,
@@ -102,7 +102,7 @@ mod tests {
                 sdk_version: None,
                 unit_id_type: "userID",
                 unit_id: unit,
-                user: &user,
+                user,
                 metadata: ExposureMetadata::default(),
                 secondary_exposures: &[],
                 exposure: ExposureView {

@@ -8,7 +8,6 @@ use events::{
     Envelope, Exposure, ExposureMessage, ExposureMetadata, ExposureView, SecondaryExposure,
     SCHEMA_VERSION,
 };
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::http::Decoded;
@@ -237,7 +236,7 @@ pub fn with_exposure<R>(
     kind: SpecKind,
     name: &str,
     eval: &Evaluation<'_>,
-    loggable_user: &RawValue,
+    loggable_user: &str,
     user: &User,
     origin: &Origin<'_>,
     send: impl FnOnce(&ExposureMessage<'_>) -> R,
@@ -250,7 +249,7 @@ pub fn with_exposure<R>(
     let fallback: Value;
     let (unit_id_type, unit_id) = if eval.id_type.is_empty() {
         // Rare (a spec without an idType): the user's first id, read from the logged text.
-        fallback = serde_json::from_str(loggable_user.get()).unwrap_or_default();
+        fallback = serde_json::from_str(loggable_user).unwrap_or_default();
         event_unit(&fallback)
     } else {
         // `userID` (nearly every spec) needs no lowercased copy.
