@@ -39,6 +39,9 @@ pub struct SecondaryExposure<'r> {
     pub gate_value: bool,
     /// The rule that decided it (`""` for an unknown gate).
     pub rule_id: &'r str,
+    /// The gate's index in the ruleset (None: no such gate), so a response can write its
+    /// precomputed hashed name without looking the name up again.
+    pub(crate) gate_index: Option<u32>,
 }
 
 /// How a spec was answered.
@@ -433,6 +436,7 @@ impl<'r> Walk<'r, '_> {
                 gate: name,
                 gate_value: st.bool_value,
                 rule_id: st.rule_id.unwrap_or(""),
+                gate_index: gate,
             });
         }
         if negate {
@@ -499,6 +503,7 @@ mod tests {
                     gate: &names[(i * 7) % 11 + (i / 40)],
                     gate_value: i.is_multiple_of(3),
                     rule_id: "r",
+                    gate_index: None,
                 })
                 .collect();
             let mut expected = Vec::new();

@@ -216,7 +216,10 @@ impl Ruleset {
                 out.raw(",");
             }
             out.raw("{\"gate\":");
-            out.string(&self.hashed_name(SpecKind::Gate, e.gate, hash));
+            match e.gate_index {
+                Some(idx) => out.string(self.spec(SpecKind::Gate, idx).hashed_name(hash)),
+                None => out.string(&self.hashed_name(SpecKind::Gate, e.gate, hash)),
+            }
             out.raw(if e.gate_value {
                 ",\"gateValue\":\"true\",\"ruleID\":"
             } else {
