@@ -126,6 +126,8 @@ pub(crate) struct Name {
     pub top: Option<UserField>,
     /// The snake_case alias Statsig checks last: `user_id`, `app_version`, `user_agent`.
     pub alias: Option<UserField>,
+    /// Whether `lower` differs from `value` (a lookup by `lower` can find something else).
+    pub has_upper: bool,
 }
 
 impl Name {
@@ -148,6 +150,7 @@ impl Name {
             _ => None,
         };
         Name {
+            has_upper: *lower != *s,
             value: s.into(),
             lower,
             top,

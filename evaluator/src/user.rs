@@ -168,8 +168,10 @@ impl User {
 }
 
 /// `map[name]`, else `map[lowercase(name)]`.
+/// (The second lookup is skipped when the name is already lowercase: most field names are.)
 fn get_either<'m>(map: &'m AHashMap<String, DynValue>, name: &Name) -> Option<&'m DynValue> {
-    map.get(&*name.value).or_else(|| map.get(&*name.lower))
+    map.get(&*name.value)
+        .or_else(|| name.has_upper.then(|| map.get(&*name.lower)).flatten())
 }
 
 fn err(field: &str, problem: &'static str) -> UserError {
