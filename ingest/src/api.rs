@@ -264,6 +264,7 @@ pub struct EvaluationRequest<'a> {
     pub metadata: Option<&'a RawValue>,
 }
 
+/// A present field, `null` included (serde reads a `null` `Option` as absent).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
 }
@@ -304,6 +305,21 @@ struct RequestMetadata<'a> {
     exposure_logging_disabled: Option<&'a RawValue>,
 }
 
+impl<'a> RequestMetadata<'a> {
+    fn read(raw: Option<&'a RawValue>) -> Self {
+        raw
+            // Only an object: serde would read an array's elements into the fields in order.
+            .filter(|m| m.get().starts_with('{'))
+            .and_then(|m| serde_json::from_str(m.get()).ok())
+            .unwrap_or_default()
+    }
+
+    fn logging_disabled(&self) -> bool {
+        self.exposure_logging_disabled
+            .is_some_and(|v| v.get() == "true")
+    }
+}
+
 /// A JSON string's text, borrowed when it holds no escapes; None for any other JSON value.
 fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     let text = raw.get();
@@ -337,13 +353,8 @@ pub fn evaluate_body(
         app_id: app.as_ref(),
     };
     let rs = &rules.ruleset;
-    let metadata: RequestMetadata<'_> = body
-        .metadata
-        .and_then(|m| serde_json::from_str(m.get()).ok())
-        .unwrap_or_default();
-    let log_exposures = metadata
-        .exposure_logging_disabled
-        .is_none_or(|v| v.get() != "true");
+    let metadata = RequestMetadata::read(body.metadata);
+    let log_exposures = !metadata.logging_disabled();
     let (sdk_type, sdk_version) = (
         metadata.sdk_type.and_then(json_str),
         metadata.sdk_version.and_then(json_str),
@@ -555,5 +566,36 @@ fn adopt_stable_id(user: &mut Value, body: &Map<String, Value>) {
         .map(|u| u.entry("customIDs").or_insert_with(|| json!({})));
     if let Some(Value::Object(ids)) = ids {
         ids.entry("stableID").or_insert_with(|| stable.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_metadata_is_read_leniently() {
+        let read = |text: &str| {
+            let raw = RawValue::from_string(text.to_owned()).unwrap();
+            let m = RequestMetadata::read(Some(&raw));
+            let sdk_type = m.sdk_type.and_then(json_str).map(Cow::into_owned);
+            let sdk_version = m.sdk_version.and_then(json_str).map(Cow::into_owned);
+            (sdk_type, sdk_version, m.logging_disabled())
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            read(r#"{"sdkType":"py","sdkVersion":"1.2","exposureLoggingDisabled":true}"#),
+            (some("py"), some("1.2"), true)
+        );
+        assert_eq!(
+            read(r#"{"sdkType":"a\"b","sdkVersion":3,"exposureLoggingDisabled":"true"}"#),
+            (some("a\"b"), None, false)
+        );
+        assert_eq!(read(r#"["js", "1.0", true]"#), (None, None, false));
+        assert_eq!(read(r#""js""#), (None, None, false));
+        assert!(
+            !RequestMetadata::read(None).logging_disabled(),
+            "absent: exposures are logged"
+        );
     }
 }
