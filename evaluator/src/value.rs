@@ -15,7 +15,9 @@ pub struct DynValue {
     pub json: Value,
     /// String view: strings as-is, numbers via `f64` display, bools, arrays as JSON.
     pub string: Option<Box<str>>,
-    /// Lowercased `string`, for the case-insensitive operators.
+    /// Lowercased `string`, for the case-insensitive operators; None when lowercasing
+    /// changes nothing (ids, emails, numbers: most values), so `string` serves and no copy
+    /// is made. Read it through [`Val::with_str`].
     pub lower: Option<Box<str>>,
     /// Numeric view: numbers, and strings that parse as `f64`.
     pub float: Option<f64>,
@@ -70,7 +72,7 @@ impl DynValue {
                 out.string = Some(json.to_string().into());
             }
         }
-        out.lower = out.string.as_deref().map(|s| s.to_lowercase().into());
+        out.lower = out.string.as_deref().and_then(lowercased_if_different);
         out.version = out.string.as_deref().and_then(version_parts);
         out.json = json;
         out
@@ -104,7 +106,7 @@ impl<'a> Val<'a> {
         match self {
             Val::Missing | Val::Clock(_) => f(None),
             Val::Dyn(d) => f(if lower {
-                d.lower.as_deref()
+                d.lower.as_deref().or(d.string.as_deref())
             } else {
                 d.string.as_deref()
             }),
@@ -215,6 +217,15 @@ pub(crate) fn version_parts(v: &str) -> Option<Box<[i128]>> {
         .collect()
 }
 
+/// `s` lowercased, or None when that is `s` itself (checked without a copy for ASCII).
+fn lowercased_if_different(s: &str) -> Option<Box<str>> {
+    if s.is_ascii() && !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let lower = s.to_lowercase();
+    (lower != s).then(|| lower.into())
+}
+
 /// A user's string as a timestamp: an integer, an RFC 3339 date or `%Y-%m-%d %H:%M:%S` (UTC).
 fn parse_user_timestamp(s: &str) -> Option<i64> {
     if let Ok(ts) = s.parse::<i64>() {
@@ -279,6 +290,23 @@ mod tests {
         assert_eq!(v.string.as_deref(), Some("[\"A\",1]"));
         assert_eq!(v.lower.as_deref(), Some("[\"a\",1]"));
         assert_eq!(v.array.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_lowercase_view_is_kept_only_when_it_differs() {
+        for (text, lower) in [
+            ("user-1", "user-1"),
+            ("US", "us"),
+            ("\u{c9}cole", "\u{e9}cole"),
+            ("\u{e9}cole", "\u{e9}cole"),
+            ("\u{1c5}", "\u{1c6}"),
+        ] {
+            let v = DynValue::new(json!(text));
+            let (upper_or_title, same) = (text != lower, v.lower.is_none());
+            assert_eq!(same, !upper_or_title, "{text}");
+            Val::Dyn(&v).with_str(true, |s| assert_eq!(s, Some(lower), "{text}"));
+            Val::Dyn(&v).with_str(false, |s| assert_eq!(s, Some(text), "{text}"));
+        }
     }
 
     #[test]
