@@ -8,6 +8,7 @@ use events::{
     Envelope, Exposure, ExposureMessage, ExposureMetadata, ExposureView, SecondaryExposure,
     SCHEMA_VERSION,
 };
+use hyper::header::HeaderName;
 use serde_json::{json, Map, Value};
 
 use crate::http::Decoded;
@@ -33,16 +34,20 @@ impl<'a> Origin<'a> {
         metadata: SdkMetadata<'a>,
         now_ms: i64,
     ) -> Origin<'a> {
-        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        // Static names, as for the API key: a `&str` name is parsed on every lookup, and
+        // most evaluation requests carry no metadata, so these run per request.
+        static SDK_TYPE: HeaderName = HeaderName::from_static("statsig-sdk-type");
+        static SDK_VERSION: HeaderName = HeaderName::from_static("statsig-sdk-version");
+        let header = |name: &HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok());
         Origin {
             key_id,
             sdk_type: metadata
                 .sdk_type
-                .or_else(|| header("statsig-sdk-type"))
+                .or_else(|| header(&SDK_TYPE))
                 .or_else(|| req.param("st")),
             sdk_version: metadata
                 .sdk_version
-                .or_else(|| header("statsig-sdk-version"))
+                .or_else(|| header(&SDK_VERSION))
                 .or_else(|| req.param("sv")),
             received_at_ms: now_ms,
         }
@@ -336,6 +341,28 @@ pub fn with_exposure<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sdk_identity_comes_from_metadata_then_headers_then_the_query() {
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("STATSIG-SDK-TYPE", "py-server".parse().unwrap());
+        let req = Decoded {
+            headers,
+            query: vec![("st".into(), "js".into()), ("sv".into(), "3.1".into())],
+            body: Default::default(),
+        };
+        let origin = Origin::new("k", &req, SdkMetadata::default(), 0);
+        assert_eq!(
+            (origin.sdk_type, origin.sdk_version),
+            (Some("py-server"), Some("3.1"))
+        );
+        let declared = SdkMetadata {
+            sdk_type: Some("node"),
+            sdk_version: None,
+        };
+        let origin = Origin::new("k", &req, declared, 0);
+        assert_eq!(origin.sdk_type, Some("node"));
+    }
     use evaluator::{EvalContext, Ruleset};
     use serde_json::json;
 
