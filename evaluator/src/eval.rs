@@ -145,15 +145,32 @@ impl Ruleset {
         idx: u32,
         ctx: &EvalContext<'_>,
     ) -> Evaluation<'r> {
+        self.evaluate_reusing(kind, idx, ctx, &mut Scratch::default())
+    }
+
+    /// [`Ruleset::evaluate_index`] with buffers left by earlier evaluations.
+    pub(crate) fn evaluate_reusing<'r>(
+        &'r self,
+        kind: SpecKind,
+        idx: u32,
+        ctx: &EvalContext<'_>,
+        scratch: &mut Scratch<'r>,
+    ) -> Evaluation<'r> {
+        scratch.memo.clear();
+        scratch.secondary.clear();
         let mut walk = Walk {
             rs: self,
             ctx,
-            st: State::default(),
+            st: State {
+                secondary: std::mem::take(&mut scratch.secondary),
+                ..State::default()
+            },
             nesting: 0,
-            memo: Vec::new(),
+            memo: std::mem::take(&mut scratch.memo),
         };
         let spec = self.spec(kind, idx);
         let finished = walk.evaluate(spec);
+        scratch.memo = walk.memo;
         let st = walk.st;
         if finished.is_err() || st.unsupported {
             return Evaluation {
@@ -178,6 +195,21 @@ impl Ruleset {
             is_in_layer: st.is_in_layer,
             version: st.version,
         }
+    }
+}
+
+/// Buffers an evaluation leaves for the next one, so a response that evaluates every spec
+/// (initialize) allocates them once rather than per spec.
+#[derive(Default)]
+pub(crate) struct Scratch<'r> {
+    secondary: Vec<SecondaryExposure<'r>>,
+    memo: Vec<(&'r str, bool, Option<&'r str>)>,
+}
+
+impl<'r> Scratch<'r> {
+    /// Takes back the exposure list of an evaluation that is done with.
+    pub(crate) fn recycle(&mut self, eval: Evaluation<'r>) {
+        self.secondary = eval.secondary_exposures;
     }
 }
 

@@ -9,7 +9,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::eval::{EvalContext, Evaluation, SecondaryExposure};
+use crate::eval::{EvalContext, Evaluation, Scratch, SecondaryExposure};
 use crate::hash::{djb2, sha256_base64};
 use crate::ruleset::{Ruleset, Spec, SpecKind};
 
@@ -73,7 +73,8 @@ impl Ruleset {
     /// Written straight into one buffer (no intermediate JSON tree), with the spec names'
     /// hashes computed once when the ruleset loaded.
     pub fn client_initialize(&self, req: &InitializeRequest<'_>) -> Vec<u8> {
-        let mut out = Writer(Vec::with_capacity(16 * 1024));
+        let mut out = Writer::for_ruleset(self, 16 * 1024);
+        let mut scratch = Scratch::default();
         out.raw("{");
         for (i, kind) in [SpecKind::Gate, SpecKind::Config, SpecKind::Layer]
             .into_iter()
@@ -82,7 +83,7 @@ impl Ruleset {
             if i > 0 {
                 out.raw(",");
             }
-            out.key(kind.key());
+            out.field(kind.key());
             out.raw("{");
             let mut first = true;
             for (idx, spec) in self.specs[kind as usize].iter().enumerate() {
@@ -93,10 +94,12 @@ impl Ruleset {
                     out.raw(",");
                 }
                 first = false;
-                let eval = self.evaluate_index(kind, idx as u32, &req.ctx);
+                let eval = self.evaluate_reusing(kind, idx as u32, &req.ctx, &mut scratch);
                 let name = spec.hashed_name(req.hash);
-                out.key(name);
+                out.ruleset_str(name);
+                out.raw(":");
                 self.write_entry(&mut out, kind, spec, name, &eval, req.hash);
+                scratch.recycle(eval);
             }
             out.raw("}");
         }
@@ -109,7 +112,7 @@ impl Ruleset {
         out.raw(",\"evaluated_keys\":");
         out.json(&evaluated_keys(req.user_json));
         out.raw(",\"sdkParams\":{},\"param_stores\":{}}");
-        out.0
+        out.bytes
     }
 
     /// Segments and holdouts are never sent to clients; a key's target app limits the rest.
@@ -138,15 +141,15 @@ impl Ruleset {
         hash: HashAlgorithm,
     ) {
         out.raw("{");
-        out.key("name");
-        out.string(name);
+        out.field("name");
+        out.ruleset_str(name);
         out.str_field("rule_id", eval.rule_id);
         out.str_field("id_type", eval.id_type);
         out.raw(",");
-        out.key("secondary_exposures");
+        out.field("secondary_exposures");
         self.write_exposures(out, &eval.secondary_exposures, hash);
         out.raw(",");
-        out.key("value");
+        out.field("value");
         if kind == SpecKind::Gate {
             out.raw(if eval.bool_value { "true}" } else { "false}" });
             return;
@@ -172,15 +175,15 @@ impl Ruleset {
         let delegate = eval.config_delegate.filter(|d| !d.is_empty());
         if kind == SpecKind::Layer {
             out.raw(",");
-            out.key("undelegated_secondary_exposures");
+            out.field("undelegated_secondary_exposures");
             let undelegated = eval
                 .undelegated_secondary_exposures
                 .as_deref()
                 .unwrap_or(&[]);
             self.write_exposures(out, undelegated, hash);
             out.raw(",");
-            out.key("explicit_parameters");
-            out.strings(eval.explicit_parameters.unwrap_or(&[]));
+            out.field("explicit_parameters");
+            out.ruleset_strs(eval.explicit_parameters.unwrap_or(&[]));
             if let Some(delegate) = delegate {
                 out.str_field(
                     "allocated_experiment_name",
@@ -193,8 +196,8 @@ impl Ruleset {
             }
             if let Some(params) = eval.explicit_parameters {
                 out.raw(",");
-                out.key("explicit_parameters");
-                out.strings(params);
+                out.field("explicit_parameters");
+                out.ruleset_strs(params);
             }
         }
         if is_experiment || delegate.is_some() {
@@ -217,15 +220,15 @@ impl Ruleset {
             }
             out.raw("{\"gate\":");
             match e.gate_index {
-                Some(idx) => out.string(self.spec(SpecKind::Gate, idx).hashed_name(hash)),
-                None => out.string(&self.hashed_name(SpecKind::Gate, e.gate, hash)),
+                Some(idx) => out.ruleset_str(self.spec(SpecKind::Gate, idx).hashed_name(hash)),
+                None => out.ruleset_str(&self.hashed_name(SpecKind::Gate, e.gate, hash)),
             }
             out.raw(if e.gate_value {
                 ",\"gateValue\":\"true\",\"ruleID\":"
             } else {
                 ",\"gateValue\":\"false\",\"ruleID\":"
             });
-            out.string(e.rule_id);
+            out.ruleset_str(e.rule_id);
             out.raw("}");
         }
         out.raw("]");
@@ -263,25 +266,26 @@ impl Ruleset {
     /// The result is JSON text (keys escaped, values copied from the validated input).
     /// Anything but an object logs as `{}` (callers have parsed it as a [`crate::User`]).
     pub fn loggable_user_text(&self, user: &RawValue) -> String {
-        let mut out = Writer(Vec::with_capacity(user.get().len() + 40));
+        let mut out = Writer::new(user.get().len() + 40);
         let mut de = serde_json::Deserializer::from_str(user.get());
         let has_environment = de
             .deserialize_map(LoggableWriter { out: &mut out })
             .unwrap_or_else(|_| {
-                out.0.clear();
-                out.0.push(b'{');
+                out.bytes.clear();
+                out.bytes.push(b'{');
                 false
             });
         if let (false, Some(env)) = (has_environment, &self.default_environment_text) {
-            if out.0.len() > 1 {
-                out.0.push(b',');
+            if out.bytes.len() > 1 {
+                out.bytes.push(b',');
             }
-            out.key("statsigEnvironment");
+            out.field("statsigEnvironment");
             out.raw(env.get());
         }
-        out.0.push(b'}');
+        out.bytes.push(b'}');
         // Built from UTF-8 parts; the lossy conversion never replaces anything.
-        String::from_utf8(out.0).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+        String::from_utf8(out.bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
     }
 
     fn default_environment_json(&self) -> Option<Value> {
@@ -304,7 +308,7 @@ impl<'de> Visitor<'de> for LoggableWriter<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        self.out.0.push(b'{');
+        self.out.bytes.push(b'{');
         let mut has_environment = false;
         while let Some(key) = map.next_key::<Key<'de>>()? {
             let value: &RawValue = map.next_value()?;
@@ -313,8 +317,8 @@ impl<'de> Visitor<'de> for LoggableWriter<'_> {
                 "statsigEnvironment" => has_environment = true,
                 _ => {}
             }
-            if self.out.0.len() > 1 {
-                self.out.0.push(b',');
+            if self.out.bytes.len() > 1 {
+                self.out.bytes.push(b',');
             }
             self.out.key(&key.0);
             self.out.raw(value.get());
@@ -359,6 +363,11 @@ fn evaluated_keys(user: &Value) -> Value {
     Value::Object(keys)
 }
 
+/// Whether serde_json would escape something in `s`.
+pub(crate) fn needs_escape(s: &str) -> bool {
+    s.bytes().any(|b| NEEDS_ESCAPE[b as usize])
+}
+
 /// The bytes serde_json escapes inside a string: control characters, `"` and `\`. A table
 /// lookup per byte is cheaper than three comparisons, and most strings written are names.
 const NEEDS_ESCAPE: [bool; 256] = {
@@ -374,73 +383,114 @@ const NEEDS_ESCAPE: [bool; 256] = {
 };
 
 /// A JSON byte writer: structure is written by hand, strings and values escaped by serde_json.
-struct Writer(Vec<u8>);
+struct Writer {
+    bytes: Vec<u8>,
+    /// Every string of the ruleset was found free of escapes at load
+    /// ([`Ruleset::plain_text`]), so [`Writer::ruleset_str`] need not look at each byte.
+    plain_ruleset: bool,
+}
 
 impl Writer {
+    fn new(capacity: usize) -> Writer {
+        Writer {
+            bytes: Vec::with_capacity(capacity),
+            plain_ruleset: false,
+        }
+    }
+
+    fn for_ruleset(rs: &Ruleset, capacity: usize) -> Writer {
+        Writer {
+            plain_ruleset: rs.plain_text,
+            ..Writer::new(capacity)
+        }
+    }
+
     fn raw(&mut self, s: &str) {
-        self.0.extend_from_slice(s.as_bytes());
+        self.bytes.extend_from_slice(s.as_bytes());
     }
 
     /// `s` as a JSON string, escaped exactly as serde_json escapes (tested below). Names,
     /// rule ids and keys almost never need escaping, and copying them straight is what keeps
     /// a 100-spec response from spending a quarter of its time in the escaper.
     fn string(&mut self, s: &str) {
-        if !s.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
-            self.0.reserve(s.len() + 2);
-            self.0.push(b'"');
-            self.0.extend_from_slice(s.as_bytes());
-            self.0.push(b'"');
+        if !needs_escape(s) {
+            self.quoted(s);
         } else {
             // Writing into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut self.0, s);
+            let _ = serde_json::to_writer(&mut self.bytes, s);
         }
+    }
+
+    /// A name, rule id, id type, group name or parameter taken from the ruleset.
+    fn ruleset_str(&mut self, s: &str) {
+        if self.plain_ruleset {
+            self.quoted(s);
+        } else {
+            self.string(s);
+        }
+    }
+
+    /// `s` between quotes, as is: the caller knows it needs no escaping.
+    fn quoted(&mut self, s: &str) {
+        self.bytes.reserve(s.len() + 2);
+        self.bytes.push(b'"');
+        self.bytes.extend_from_slice(s.as_bytes());
+        self.bytes.push(b'"');
     }
 
     fn key(&mut self, k: &str) {
         self.string(k);
-        self.0.push(b':');
+        self.bytes.push(b':');
+    }
+
+    /// `"key":` for a key named in this code (never needs escaping).
+    fn field(&mut self, key: &'static str) {
+        debug_assert!(!needs_escape(key));
+        self.quoted(key);
+        self.bytes.push(b':');
     }
 
     fn boolean(&mut self, b: bool) {
         self.raw(if b { "true" } else { "false" });
     }
 
-    /// `,"key":"value"` (a field after the first).
-    fn str_field(&mut self, key: &str, value: &str) {
-        self.0.push(b',');
-        self.key(key);
-        self.string(value);
+    /// `,"key":"value"` (a field after the first) with a value from the ruleset.
+    fn str_field(&mut self, key: &'static str, value: &str) {
+        self.bytes.push(b',');
+        self.field(key);
+        self.ruleset_str(value);
     }
 
     /// `,"key":true|false` (a field after the first).
-    fn bool_field(&mut self, key: &str, value: bool) {
-        self.0.push(b',');
-        self.key(key);
+    fn bool_field(&mut self, key: &'static str, value: bool) {
+        self.bytes.push(b',');
+        self.field(key);
         self.boolean(value);
     }
 
     fn json(&mut self, v: &Value) {
-        let _ = serde_json::to_writer(&mut self.0, v);
+        let _ = serde_json::to_writer(&mut self.bytes, v);
     }
 
-    fn strings(&mut self, items: &[Box<str>]) {
-        self.0.push(b'[');
+    /// A list of ruleset strings (explicit parameters).
+    fn ruleset_strs(&mut self, items: &[Box<str>]) {
+        self.bytes.push(b'[');
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
-                self.0.push(b',');
+                self.bytes.push(b',');
             }
-            self.string(item);
+            self.ruleset_str(item);
         }
-        self.0.push(b']');
+        self.bytes.push(b']');
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::Writer;
-    use crate::Ruleset;
-    use serde_json::json;
+    use crate::{EvalContext, HashAlgorithm, InitializeRequest, Ruleset, User};
     use serde_json::value::RawValue;
+    use serde_json::{json, Value};
 
     #[test]
     fn the_loggable_user_reads_the_same_from_text_and_from_a_tree() {
@@ -471,6 +521,84 @@ mod tests {
         );
     }
 
+    /// Every string an initialize response copies from the ruleset, one at a time holding
+    /// characters JSON must escape: the load-time check must notice each, and the response
+    /// must still be valid JSON carrying the string intact.
+    #[test]
+    fn ruleset_strings_that_need_escaping_are_escaped_wherever_they_come_from() {
+        let odd = "q\"b\\s\u{1}";
+        let places = [
+            "",
+            "gate name",
+            "nested gate",
+            "rule id",
+            "id type",
+            "group name",
+            "parameter",
+            "delegate",
+        ];
+        for place in places {
+            let at = |here: &str, plain: &str| if place == here { odd } else { plain }.to_owned();
+            let experiment = at("delegate", "exp");
+            let doc = json!({
+                "time": 1,
+                "condition_map": {
+                    "c_public": {"type": "public"},
+                    "c_nested": {"type": "pass_gate", "targetValue": at("nested gate", "other")}
+                },
+                "feature_gates": {at("gate name", "gate"): {
+                    "salt": "s1", "enabled": true, "defaultValue": false, "idType": at("id type", "userID"),
+                    "rules": [
+                        {"id": "first", "passPercentage": 100, "returnValue": true, "conditions": ["c_nested"]},
+                        {"id": at("rule id", "second"), "returnValue": true, "passPercentage": 100, "conditions": ["c_public"]}
+                    ]}},
+                "dynamic_configs": {experiment.clone(): {
+                    "salt": "s2", "enabled": true, "defaultValue": {}, "idType": "userID",
+                    "entity": "experiment", "isActive": true, "hasSharedParams": true,
+                    "explicitParameters": [at("parameter", "p")],
+                    "rules": [{"id": "r2", "groupName": at("group name", "Control"), "isExperimentGroup": true,
+                               "returnValue": {"p": 1}, "passPercentage": 100, "conditions": ["c_public"]}]}},
+                "layer_configs": {"layer": {
+                    "salt": "s3", "enabled": true, "defaultValue": {}, "idType": "userID", "entity": "layer",
+                    "rules": [{"id": "r3", "returnValue": {}, "configDelegate": experiment,
+                               "passPercentage": 100, "conditions": ["c_public"]}]}}
+            });
+            let rs = Ruleset::from_value(doc).unwrap();
+            assert_eq!(rs.plain_text, place.is_empty(), "{place}");
+            let user_json = json!({"userID": "u"});
+            let user = User::from_json(&user_json).unwrap();
+            for hash in [HashAlgorithm::None, HashAlgorithm::Djb2] {
+                let body = rs.client_initialize(&InitializeRequest {
+                    ctx: EvalContext {
+                        user: &user,
+                        now_ms: 0,
+                        app_id: None,
+                    },
+                    user_json: &user_json,
+                    hash,
+                    target_app: None,
+                });
+                let parsed: Value = serde_json::from_slice(&body)
+                    .unwrap_or_else(|e| panic!("{place}, {hash:?}: {e}"));
+                let hashed_away = hash != HashAlgorithm::None
+                    && matches!(place, "gate name" | "nested gate" | "delegate");
+                if !place.is_empty() && !hashed_away {
+                    assert!(holds(&parsed, odd), "{place}, {hash:?}: {parsed}");
+                }
+            }
+        }
+    }
+
+    /// Whether `v` has `s` as a key or a string anywhere.
+    fn holds(v: &Value, s: &str) -> bool {
+        match v {
+            Value::String(t) => t == s,
+            Value::Array(items) => items.iter().any(|i| holds(i, s)),
+            Value::Object(map) => map.iter().any(|(k, i)| k == s || holds(i, s)),
+            _ => false,
+        }
+    }
+
     #[test]
     fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
         let mut cases: Vec<String> = (0u8..0x80)
@@ -493,9 +621,9 @@ mod tests {
             .map(String::from),
         );
         for case in cases {
-            let mut out = Writer(Vec::new());
+            let mut out = Writer::new(0);
             out.string(&case);
-            assert_eq!(out.0, serde_json::to_vec(&case).unwrap(), "{case:?}");
+            assert_eq!(out.bytes, serde_json::to_vec(&case).unwrap(), "{case:?}");
         }
     }
 }

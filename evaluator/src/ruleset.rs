@@ -10,8 +10,8 @@ use ahash::{AHashMap, AHashSet};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::condition::{Condition, Name};
-use crate::initialize::HashAlgorithm;
+use crate::condition::{Condition, Kind, Name};
+use crate::initialize::{needs_escape, HashAlgorithm};
 use crate::value::DynValue;
 
 /// The three spec tables of a ruleset.
@@ -90,6 +90,20 @@ pub(crate) struct Spec {
 }
 
 impl Spec {
+    /// Whether none of the strings an initialize response takes from this spec needs
+    /// escaping (hashed names are digits or base64, so only the name in clear counts).
+    fn is_plain_text(&self) -> bool {
+        let plain = |s: &str| !needs_escape(s);
+        plain(&self.name)
+            && plain(&self.id_type)
+            && self.explicit_parameters.iter().flatten().all(|p| plain(p))
+            && self.rules.iter().all(|r| {
+                plain(&r.id)
+                    && r.group_name.as_deref().is_none_or(plain)
+                    && r.config_delegate.as_ref().is_none_or(|(d, _)| plain(d))
+            })
+    }
+
     pub fn hashed_name(&self, hash: HashAlgorithm) -> &str {
         match hash {
             HashAlgorithm::Djb2 => &self.hashed_names[0],
@@ -114,6 +128,9 @@ pub struct Ruleset {
     /// The same as JSON text, for the logged user (None when there is none).
     pub(crate) default_environment_text: Option<Box<RawValue>>,
     pub(crate) id_lists: AHashMap<Box<str>, AHashSet<[u8; 8]>>,
+    /// No spec name, nested gate name, rule id, id type, group name or explicit parameter
+    /// needs JSON escaping (nearly always so): initialize responses then copy them as they are.
+    pub(crate) plain_text: bool,
     /// The normalized v2 document, for re-serialization.
     doc: Map<String, Value>,
     warnings: Vec<String>,
@@ -396,8 +413,14 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
         default_environment.insert("tier".to_owned(), DynValue::from_text(tier));
         default_environment_text = serde_json::value::to_raw_value(&json!({ "tier": tier })).ok();
     }
+    let plain_text = specs.iter().flatten().all(Spec::is_plain_text)
+        && conditions.iter().all(|c| match &c.kind {
+            Kind::NestedGate { name, .. } => !needs_escape(name),
+            _ => true,
+        });
     Ok(Ruleset {
         time,
+        plain_text,
         specs,
         conditions,
         app_id: str_field("app_id").map(DynValue::from_text),
