@@ -6,9 +6,10 @@
 //!       [--connections C] [--soak-seconds T] [--scenario all|check_gate]
 //!
 //! After the closed-loop runs, `check_gate` and the bare server are driven open-loop at 70% of
-//! the `check_gate` peak just measured (a request sent late because the one before it was
-//! slow counts from its scheduled time, so a stall is not hidden); `--soak-seconds` then holds that rate for T seconds, sampling
-//! the process's resident memory every second.
+//! the `check_gate` peak just measured (requests released at evenly spaced times by a pacer
+//! thread; one that waits for its connection counts that wait, so a stall is not hidden);
+//! `--soak-seconds` then holds that rate for T seconds, sampling the process's resident
+//! memory every second.
 //!
 //! Kafka: the broker in GATEHOUSE_KAFKA_BROKERS, else an in-process mock cluster.
 
@@ -44,8 +45,19 @@ struct Options {
     seconds: u64,
     connections: usize,
     soak_seconds: u64,
-    /// `check_gate`: only the bare server and `check_gate`, closed loop (for profiling).
-    check_gate_only: bool,
+    scenario: Scenario,
+    /// The open loop's rate, in percent of the closed-loop `check_gate` peak.
+    open_loop_percent: f64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Scenario {
+    /// Everything.
+    All,
+    /// Only the bare server and `check_gate`, closed loop (for profiling).
+    CheckGate,
+    /// The bare server and `check_gate`, closed loop, then the open loop.
+    Latency,
 }
 
 fn options() -> Options {
@@ -54,23 +66,29 @@ fn options() -> Options {
         seconds: 20,
         connections: 32,
         soak_seconds: 0,
-        check_gate_only: false,
+        scenario: Scenario::All,
+        open_loop_percent: 70.0,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args[1..].chunks(2) {
         let raw = pair.get(1).map(String::as_str);
         let value = raw.and_then(|v| v.parse().ok());
+        let percent = raw.and_then(|v| v.parse::<f64>().ok()).filter(|p| *p > 0.0);
         match (pair[0].as_str(), value) {
             ("--requests", Some(v)) => o.requests = v,
             ("--seconds", Some(v)) => o.seconds = v,
             ("--connections", Some(v)) => o.connections = v as usize,
             ("--soak-seconds", Some(v)) => o.soak_seconds = v,
-            ("--scenario", _) if raw == Some("check_gate") => o.check_gate_only = true,
-            ("--scenario", _) if raw == Some("all") => o.check_gate_only = false,
+            ("--open-loop-percent", _) if percent.is_some() => {
+                o.open_loop_percent = percent.unwrap_or_default()
+            }
+            ("--scenario", _) if raw == Some("all") => o.scenario = Scenario::All,
+            ("--scenario", _) if raw == Some("check_gate") => o.scenario = Scenario::CheckGate,
+            ("--scenario", _) if raw == Some("latency") => o.scenario = Scenario::Latency,
             _ => {
                 eprintln!(
                     "usage: load [--requests N] [--seconds S] [--connections C] [--soak-seconds T] \
-                     [--scenario all|check_gate]"
+                     [--scenario all|check_gate|latency] [--open-loop-percent P]"
                 );
                 std::process::exit(2);
             }
@@ -243,9 +261,13 @@ impl Histogram {
     }
 }
 
-/// Open loop: `rate` requests per second in all, spread over `connections`, for `duration`;
-/// a request sent late because its connection was still waiting counts from when it was due. `every_second` runs once a second
-/// (the soak's memory sampling).
+/// Open loop: `rate` requests per second in all, spread over `connections`, for `duration`.
+/// A pacer thread releases request `i` at its due time to connection `i % connections`;
+/// latency counts from the release, so a request that waits for its connection to come
+/// free (the server was slow) is charged that wait. The pacer is an OS thread because
+/// tokio's timer rounds every wake-up to a 1 ms tick, which sent the requests in bursts of a
+/// millisecond's worth and put that burst's queueing into every percentile. `every_second`
+/// runs once a second (the soak's memory sampling).
 #[allow(clippy::too_many_arguments)]
 async fn drive_at_rate(
     addr: std::net::SocketAddr,
@@ -258,33 +280,40 @@ async fn drive_at_rate(
     mut every_second: impl FnMut(),
 ) -> (Histogram, u64) {
     let errors = Arc::new(AtomicU64::new(0));
-    let started = Instant::now() + Duration::from_millis(50);
-    let interval = Duration::from_secs_f64(connections as f64 / rate);
+    let mut releases = Vec::new();
     let mut tasks = Vec::new();
-    for c in 0..connections {
+    for _ in 0..connections {
+        let (release, mut released) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        releases.push(release);
         let (errors, body, path) = (errors.clone(), body.clone(), path.to_owned());
         let headers = owned(headers);
+        let mut sender = connect(addr).await;
         tasks.push(tokio::spawn(async move {
-            let mut sender = connect(addr).await;
             let mut histogram = Histogram::new();
-            // Connections start staggered across one interval.
-            let mut due = started + interval.mul_f64(c as f64 / connections as f64);
-            while due < started + duration {
-                // Behind schedule (the last answer came after this one was due): the wait
-                // counts. Ahead: count from the send, since tokio's timer wakes up to 1 ms
-                // late and that lateness is the client's, not the server's.
-                let behind = Instant::now() >= due;
-                tokio::time::sleep_until(due.into()).await;
-                let sent_at = if behind { due } else { Instant::now() };
+            while let Some(released_at) = released.recv().await {
                 if !post(&mut sender, &path, &headers, &body, &errors).await {
                     break;
                 }
-                histogram.record(sent_at.elapsed());
-                due += interval;
+                histogram.record(released_at.elapsed());
             }
             histogram
         }));
     }
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now() + Duration::from_millis(50);
+    let pacer = std::thread::spawn(move || {
+        for i in 0.. {
+            let due = started + interval.mul_f64(i as f64);
+            if due >= started + duration {
+                break;
+            }
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            // A task that ended on a broken connection has dropped its receiver.
+            let _ = releases[i % releases.len()].send(Instant::now());
+        }
+    });
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     while Instant::now() < started + duration {
         ticker.tick().await;
@@ -294,6 +323,7 @@ async fn drive_at_rate(
     for t in tasks {
         all.merge(&t.await.unwrap());
     }
+    pacer.join().unwrap();
     (all, errors.load(Ordering::Relaxed))
 }
 
@@ -447,9 +477,22 @@ async fn main() {
         Some(bare.per_second()),
         1,
     );
-    if o.check_gate_only {
-        return;
+    match o.scenario {
+        Scenario::CheckGate => return,
+        Scenario::Latency => {}
+        Scenario::All => batches(addr, &state, &brokers, bare.per_second(), &o).await,
     }
+    open_loop(addr, check.per_second(), &o).await;
+}
+
+/// `initialize` and `log_event` closed loop, and the raw producer's ceiling.
+async fn batches(
+    addr: std::net::SocketAddr,
+    state: &AppState,
+    brokers: &str,
+    bare_per_second: f64,
+    o: &Options,
+) {
     let init = Bytes::from(
         json!({"user": {"userID": "user-1", "customIDs": {"stableID": "s-1"}}, "hash": "djb2"})
             .to_string(),
@@ -459,15 +502,10 @@ async fn main() {
         "/v1/initialize",
         &[("statsig-api-key", CLIENT_KEY)],
         init,
-        &o,
+        o,
     )
     .await;
-    print(
-        "initialize (88 specs)",
-        &init_run,
-        Some(bare.per_second()),
-        1,
-    );
+    print("initialize (88 specs)", &init_run, Some(bare_per_second), 1);
 
     let event = json!({"eventName": "purchase", "value": 9.99, "time": 1_767_225_600_000_i64,
                        "metadata": {"sku": "a-1", "currency": "EUR"}, "user": {"userID": "user-1"}});
@@ -477,7 +515,7 @@ async fn main() {
     );
     let events_opts = Options {
         requests: o.requests / 100,
-        ..o
+        ..*o
     };
     let log = drive(
         addr,
@@ -493,7 +531,7 @@ async fn main() {
         "key_id": "0123456789ab", "sdk_type": "load", "unit_id_type": "userID", "unit_id": "user-1",
         "user": {"userID": "user-1"}, "value": 9.99, "metadata": {"sku": "a-1", "currency": "EUR"}})).unwrap();
     let raw_n = (o.requests as usize).min(500_000);
-    let b = brokers.clone();
+    let b = brokers.to_owned();
     let ceiling = tokio::task::spawn_blocking(move || raw_producer(&b, raw_n, &sample))
         .await
         .unwrap();
@@ -513,17 +551,21 @@ async fn main() {
         sink.failed.load(Ordering::Relaxed),
         sink.exposures_dropped.load(Ordering::Relaxed)
     );
-    // Latency at a fixed 70% of the check_gate peak, the bare server at the same rate.
-    let rate = 0.7 * check.per_second();
+}
+
+/// Latency at a fixed share of the `check_gate` peak, the bare server at the same rate; then
+/// the soak.
+async fn open_loop(addr: std::net::SocketAddr, peak: f64, o: &Options) {
+    let rate = o.open_loop_percent / 100.0 * peak;
     let window = Duration::from_secs(o.seconds);
     let gate_body = Bytes::from(json!({"user": {"userID": "user-1", "email": "a@example.com", "country": "US"}, "gateName": "gate_0"}).to_string());
     let bare_addr = bare_hyper().await;
     println!(
-        "\nopen loop at {rate:.0} requests/s (70% of the check_gate peak), {} s:\n",
-        o.seconds
+        "\nopen loop at {rate:.0} requests/s ({}% of the check_gate peak), {} s:\n",
+        o.open_loop_percent, o.seconds
     );
-    println!("| scenario | requests | p50 ms | p99 ms | p99.9 ms | errors |");
-    println!("|---|---|---|---|---|---|");
+    println!("| scenario | requests | p50 ms | p99 ms | p99.9 ms | CPU µs/request | errors |");
+    println!("|---|---|---|---|---|---|---|");
     for (name, target, path, headers) in [
         ("bare hyper (baseline)", bare_addr, "/", &[][..]),
         (
@@ -533,6 +575,7 @@ async fn main() {
             &[("statsig-api-key", SERVER_KEY)][..],
         ),
     ] {
+        let cpu_before = cpu_time();
         let (h, errors) = drive_at_rate(
             target,
             path,
@@ -544,12 +587,14 @@ async fn main() {
             || {},
         )
         .await;
+        let cpu_us = cpu_time().saturating_sub(cpu_before).as_secs_f64() * 1e6;
         println!(
-            "| {name} | {} | {:.2} | {:.2} | {:.2} | {errors} |",
+            "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {errors} |",
             h.count(),
             h.percentile(0.5),
             h.percentile(0.99),
-            h.percentile(0.999)
+            h.percentile(0.999),
+            cpu_us / h.count().max(1) as f64
         );
     }
     if o.soak_seconds > 0 {
