@@ -128,8 +128,9 @@ pub struct Ruleset {
     /// The same as JSON text, for the logged user (None when there is none).
     pub(crate) default_environment_text: Option<Box<RawValue>>,
     pub(crate) id_lists: AHashMap<Box<str>, AHashSet<[u8; 8]>>,
-    /// No spec name, nested gate name, rule id, id type, group name or explicit parameter
-    /// needs JSON escaping (nearly always so): initialize responses then copy them as they are.
+    /// No spec name, nested gate name, rule id, id type, group name, explicit parameter or
+    /// delegate name needs JSON escaping (nearly always so): initialize responses then copy
+    /// them as they are.
     pub(crate) plain_text: bool,
     /// The normalized v2 document, for re-serialization.
     doc: Map<String, Value>,
