@@ -218,9 +218,6 @@ fn dedupe(mut list: Vec<SecondaryExposure<'_>>) -> Vec<SecondaryExposure<'_>> {
     // Lists are short (a few nested gates): a scan of the kept prefix beats building a hash
     // set, which an initialize would otherwise do for most of its specs.
     const SCAN_UP_TO: usize = 32;
-    if list.len() < 2 {
-        return list;
-    }
     if list.len() > SCAN_UP_TO {
         let mut seen = ahash::AHashSet::with_capacity(list.len());
         list.retain(|e| seen.insert(*e));
