@@ -172,6 +172,16 @@ pub(crate) struct Condition {
 }
 
 impl Condition {
+    /// Whether the result depends only on the user, the clock and the ruleset (no nested
+    /// gate, nothing that marks the spec unsupported), so it can be reused for the same user.
+    pub fn is_leaf(&self) -> bool {
+        self.op.is_some()
+            && !matches!(
+                self.kind,
+                Kind::Public | Kind::NestedGate { .. } | Kind::Unsupported
+            )
+    }
+
     /// Compiles one condition object. `gate_index` resolves nested gate names.
     pub fn compile(raw: &Value, gate_index: &dyn Fn(&str) -> Option<u32>) -> Condition {
         let get_str = |key: &str| raw.get(key).and_then(Value::as_str);

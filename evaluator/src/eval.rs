@@ -167,10 +167,12 @@ impl Ruleset {
             },
             nesting: 0,
             memo: std::mem::take(&mut scratch.memo),
+            leaves: std::mem::take(&mut scratch.leaves),
         };
         let spec = self.spec(kind, idx);
         let finished = walk.evaluate(spec);
         scratch.memo = walk.memo;
+        scratch.leaves = walk.leaves;
         let st = walk.st;
         if finished.is_err() || st.unsupported {
             return Evaluation {
@@ -204,9 +206,35 @@ impl Ruleset {
 pub(crate) struct Scratch<'r> {
     secondary: Vec<SecondaryExposure<'r>>,
     memo: Vec<(&'r str, bool, Option<&'r str>)>,
+    leaves: LeafMemo,
+}
+
+/// A user's leaf-condition results and pass-percentage draws, kept across the evaluations of
+/// one user (an initialize walks the same nested gates again for every spec that checks
+/// them). Both depend only on the user, the clock and the ruleset, so reusing them changes no
+/// answer; the walk itself, with every side effect of Statsig's evaluation order, is
+/// unchanged. Empty tables mean no memo: a single evaluation must not allocate.
+#[derive(Default)]
+struct LeafMemo {
+    /// By index into [`Ruleset::conditions`].
+    conditions: Vec<Option<bool>>,
+    /// By [`Rule::slot`].
+    passes: Vec<Option<bool>>,
 }
 
 impl<'r> Scratch<'r> {
+    /// Scratch for evaluating many specs for one user and context: leaf results are kept
+    /// between the evaluations.
+    pub(crate) fn for_one_user(rs: &Ruleset) -> Self {
+        Scratch {
+            leaves: LeafMemo {
+                conditions: vec![None; rs.conditions.len()],
+                passes: vec![None; rs.rule_count],
+            },
+            ..Scratch::default()
+        }
+    }
+
     /// Takes back the exposure list of an evaluation that is done with.
     pub(crate) fn recycle(&mut self, eval: Evaluation<'r>) {
         self.secondary = eval.secondary_exposures;
@@ -265,6 +293,7 @@ struct Walk<'r, 'c> {
     nesting: u16,
     /// Nested gates already evaluated in this walk: name, value, rule id.
     memo: Vec<(&'r str, bool, Option<&'r str>)>,
+    leaves: LeafMemo,
 }
 
 impl<'r> Walk<'r, '_> {
@@ -347,11 +376,23 @@ impl<'r> Walk<'r, '_> {
     fn evaluate_rule(&mut self, rule: &'r Rule) -> Result<(), TooDeep> {
         let mut all_pass = true;
         for cond in &rule.conditions {
-            let Some(idx) = cond else {
+            let Some(idx) = *cond else {
                 self.st.unsupported = true;
                 return Ok(());
             };
-            self.evaluate_condition(&self.rs.conditions[*idx as usize])?;
+            let idx = idx as usize;
+            match self.leaves.conditions.get(idx).copied().flatten() {
+                Some(known) => self.st.bool_value = known,
+                None => {
+                    let condition = &self.rs.conditions[idx];
+                    self.evaluate_condition(condition)?;
+                    if condition.is_leaf() {
+                        if let Some(slot) = self.leaves.conditions.get_mut(idx) {
+                            *slot = Some(self.st.bool_value);
+                        }
+                    }
+                }
+            }
             if !self.st.bool_value {
                 all_pass = false;
             }
@@ -373,17 +414,25 @@ impl<'r> Walk<'r, '_> {
         Ok(true)
     }
 
-    fn pass_percentage(&self, rule: &Rule, spec: &Spec) -> bool {
+    fn pass_percentage(&mut self, rule: &Rule, spec: &Spec) -> bool {
         if rule.pass_percentage >= 100.0 {
             return true;
         }
         if rule.pass_percentage <= 0.0 {
             return false;
         }
+        let slot = self.leaves.passes.get_mut(rule.slot as usize);
+        if let Some(&mut Some(known)) = slot {
+            return known;
+        }
         let user = self.ctx.user;
         let unit = user.unit_id_str(&rule.id_type.value, &rule.id_type.lower);
         let hash = unit_hash(&[&spec.salt, &rule.salt, unit]);
-        ((hash % 10_000) as f64) < rule.pass_percentage * 100.0
+        let passed = ((hash % 10_000) as f64) < rule.pass_percentage * 100.0;
+        if let Some(slot) = slot {
+            *slot = Some(passed);
+        }
+        passed
     }
 
     fn evaluate_condition(&mut self, cond: &'r Condition) -> Result<(), TooDeep> {

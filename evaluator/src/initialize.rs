@@ -74,7 +74,7 @@ impl Ruleset {
     /// hashes computed once when the ruleset loaded.
     pub fn client_initialize(&self, req: &InitializeRequest<'_>) -> Vec<u8> {
         let mut out = Writer::for_ruleset(self, 16 * 1024);
-        let mut scratch = Scratch::default();
+        let mut scratch = Scratch::for_one_user(self);
         out.raw("{");
         for (i, kind) in [SpecKind::Gate, SpecKind::Config, SpecKind::Layer]
             .into_iter()

@@ -67,6 +67,8 @@ pub(crate) struct Rule {
     pub is_experiment_group: Option<bool>,
     /// `configDelegate`, with its index among dynamic configs when it exists.
     pub config_delegate: Option<(Box<str>, Option<u32>)>,
+    /// This rule's number among all the ruleset's rules (per-user memo tables index by it).
+    pub slot: u32,
 }
 
 /// A compiled spec (gate, config, experiment or layer).
@@ -121,6 +123,8 @@ pub struct Ruleset {
     pub(crate) specs: [Vec<Spec>; 3],
     pub(crate) index: [AHashMap<Box<str>, u32>; 3],
     pub(crate) conditions: Vec<Condition>,
+    /// How many rules all specs hold ([`Rule::slot`] runs below it).
+    pub(crate) rule_count: usize,
     /// `app_id`: the value `target_app` conditions compare when the caller gives none.
     pub(crate) app_id: Option<DynValue>,
     /// `{"tier": default_environment}`: the environment of users that carry none.
@@ -407,6 +411,12 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
         }
     }
 
+    let mut rule_count = 0;
+    for rule in specs.iter_mut().flatten().flat_map(|s| s.rules.iter_mut()) {
+        rule.slot = rule_count as u32;
+        rule_count += 1;
+    }
+
     let str_field = |key: &str| doc.get(key).and_then(Value::as_str);
     let mut default_environment = AHashMap::new();
     let mut default_environment_text = None;
@@ -424,6 +434,7 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
         plain_text,
         specs,
         conditions,
+        rule_count,
         app_id: str_field("app_id").map(DynValue::from_text),
         default_environment,
         default_environment_text,
@@ -492,6 +503,7 @@ fn compile_spec(
                 is_experiment_group: rule.get("isExperimentGroup").and_then(Value::as_bool),
                 config_delegate: rs("configDelegate").map(|d| (d.into(), configs.get(d).copied())),
                 id,
+                slot: 0,
             }
         })
         .collect();

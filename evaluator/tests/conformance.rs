@@ -201,3 +201,56 @@ fn initialize_matches_the_core_sdk() {
     }
     assert!(compared >= 150, "only {compared} responses compared");
 }
+
+/// An initialize reuses one user's leaf conditions and pass-percentage draws across specs;
+/// every entry must still be what evaluating that spec alone answers, for every user.
+#[test]
+fn initialize_entries_equal_single_evaluations_for_every_user() {
+    let rs = Ruleset::from_value(load("conformance_v2.json")).unwrap();
+    let vectors = load("conformance_vectors.json");
+    let now = now_ms();
+    let mut compared = 0;
+    for case in vectors["cases"].as_array().unwrap() {
+        let user = User::from_json(&case["user"]).unwrap();
+        let ctx = EvalContext {
+            user: &user,
+            now_ms: now,
+            app_id: None,
+        };
+        let body = rs.client_initialize(&InitializeRequest {
+            ctx,
+            user_json: &case["user"],
+            hash: HashAlgorithm::None,
+            target_app: None,
+        });
+        let response: Value = serde_json::from_slice(&body).unwrap();
+        for kind in [SpecKind::Gate, SpecKind::Config, SpecKind::Layer] {
+            for (name, entry) in response[kind.key()].as_object().unwrap() {
+                let alone = rs.evaluate(kind, name, &ctx);
+                let value = match kind {
+                    SpecKind::Gate => Value::Bool(alone.bool_value),
+                    _ => alone.json_value.cloned().unwrap_or_else(|| json!({})),
+                };
+                let gates: Vec<Value> = entry["secondary_exposures"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| format!("{}|{}|{}", e["gate"], e["gateValue"], e["ruleID"]).into())
+                    .collect();
+                let expected: Vec<Value> = alone
+                    .secondary_exposures
+                    .iter()
+                    .map(|e| {
+                        format!("\"{}\"|\"{}\"|\"{}\"", e.gate, e.gate_value, e.rule_id).into()
+                    })
+                    .collect();
+                let context = format!("{name} for user {}", case["user"]);
+                assert_eq!(entry["value"], value, "value of {context}");
+                assert_eq!(entry["rule_id"], alone.rule_id, "rule id of {context}");
+                assert_eq!(gates, expected, "secondary exposures of {context}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 100_000, "only {compared} entries compared");
+}
