@@ -103,6 +103,8 @@ struct Run {
     elapsed: Duration,
     /// CPU time the whole process (client and server) spent during the run.
     cpu: Duration,
+    /// CPU time the whole machine spent (a broker's JVM included).
+    machine_cpu: Duration,
     latencies_us: Vec<u32>,
     errors: u64,
 }
@@ -182,7 +184,7 @@ async fn drive(
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
     let started = Instant::now();
-    let cpu_before = cpu_time();
+    let (cpu_before, machine_before) = (cpu_time(), machine_cpu_time());
     let mut tasks = Vec::new();
     for _ in 0..o.connections {
         let (sent, errors, body) = (sent.clone(), errors.clone(), body.clone());
@@ -211,6 +213,7 @@ async fn drive(
         requests: latencies_us.len() as u64,
         elapsed,
         cpu: cpu_time().saturating_sub(cpu_before),
+        machine_cpu: machine_cpu_time().saturating_sub(machine_before),
         latencies_us,
         errors: errors.load(Ordering::Relaxed),
     }
@@ -268,6 +271,10 @@ impl Histogram {
 /// tokio's timer rounds every wake-up to a 1 ms tick, which sent the requests in bursts of a
 /// millisecond's worth and put that burst's queueing into every percentile. `every_second`
 /// runs once a second (the soak's memory sampling).
+///
+/// Besides the latency, the time from a request's release to its connection task starting
+/// it (the client's own scheduling delay: the two cores are shared with the server) is
+/// recorded, so a tail can be told apart from the server's.
 #[allow(clippy::too_many_arguments)]
 async fn drive_at_rate(
     addr: std::net::SocketAddr,
@@ -278,7 +285,7 @@ async fn drive_at_rate(
     connections: usize,
     duration: Duration,
     mut every_second: impl FnMut(),
-) -> (Histogram, u64) {
+) -> OpenLoop {
     let errors = Arc::new(AtomicU64::new(0));
     let mut releases = Vec::new();
     let mut tasks = Vec::new();
@@ -289,14 +296,15 @@ async fn drive_at_rate(
         let headers = owned(headers);
         let mut sender = connect(addr).await;
         tasks.push(tokio::spawn(async move {
-            let mut histogram = Histogram::new();
+            let (mut latency, mut pick_up) = (Histogram::new(), Histogram::new());
             while let Some(released_at) = released.recv().await {
+                pick_up.record(released_at.elapsed());
                 if !post(&mut sender, &path, &headers, &body, &errors).await {
                     break;
                 }
-                histogram.record(released_at.elapsed());
+                latency.record(released_at.elapsed());
             }
-            histogram
+            (latency, pick_up)
         }));
     }
     let interval = Duration::from_secs_f64(1.0 / rate);
@@ -319,12 +327,28 @@ async fn drive_at_rate(
         ticker.tick().await;
         every_second();
     }
-    let mut all = Histogram::new();
+    let mut run = OpenLoop {
+        latency: Histogram::new(),
+        pick_up: Histogram::new(),
+        errors: 0,
+    };
     for t in tasks {
-        all.merge(&t.await.unwrap());
+        let (latency, pick_up) = t.await.unwrap();
+        run.latency.merge(&latency);
+        run.pick_up.merge(&pick_up);
     }
     pacer.join().unwrap();
-    (all, errors.load(Ordering::Relaxed))
+    run.errors = errors.load(Ordering::Relaxed);
+    run
+}
+
+/// What an open-loop run measured.
+struct OpenLoop {
+    /// From release to the response's last byte.
+    latency: Histogram,
+    /// From release to the connection task starting the request.
+    pick_up: Histogram,
+    errors: u64,
 }
 
 /// CPU time (user + system) this process has used, from /proc (clock ticks at Linux's usual
@@ -339,6 +363,26 @@ fn cpu_time() -> Duration {
                 .skip(11)
                 .take(2)
                 .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time (user, nice, system, irq, softirq) the whole machine has used, from /proc/stat:
+/// with a real broker its JVM shares the cores, and this counts its work too.
+fn machine_cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .map(|cpu| {
+            cpu.split_whitespace()
+                .skip(1)
+                .take(7)
+                .enumerate()
+                .filter(|(i, _)| ![3, 4].contains(i)) // idle, iowait
+                .filter_map(|(_, t)| t.parse::<u64>().ok())
                 .sum()
         })
         .unwrap_or(0);
@@ -426,9 +470,10 @@ fn print(name: &str, run: &Run, baseline: Option<f64>, unit_per_request: u64) {
     let ratio = baseline
         .map(|b| format!("{:.0}%", 100.0 * rate / b))
         .unwrap_or_else(|| "—".into());
-    let cpu_us = run.cpu.as_secs_f64() * 1e6 / run.requests.max(1) as f64;
+    let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / run.requests.max(1) as f64;
+    let (cpu_us, machine_us) = (per_request(run.cpu), per_request(run.machine_cpu));
     println!(
-        "| {name} | {} | {:.0} | {ratio} | {:.2} | {:.2} | {cpu_us:.1} | {} |",
+        "| {name} | {} | {:.0} | {ratio} | {:.2} | {:.2} | {cpu_us:.1} | {machine_us:.1} | {} |",
         run.requests,
         rate,
         run.percentile(0.5),
@@ -455,9 +500,9 @@ async fn main() {
         o.requests, o.seconds, o.connections
     );
     println!(
-        "| scenario | requests | per second | vs baseline | p50 ms | p99 ms | CPU µs/request | errors |"
+        "| scenario | requests | per second | vs baseline | p50 ms | p99 ms | CPU µs/request | machine CPU µs/request | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
 
     let bare = drive(bare_hyper().await, "/", &[], Bytes::from_static(b"{}"), &o).await;
     print("bare hyper (baseline)", &bare, None, 1);
@@ -536,7 +581,7 @@ async fn batches(
         .await
         .unwrap();
     println!(
-        "| raw librdkafka producer (baseline), events | {raw_n} | {ceiling:.0} | — | — | — | — | 0 |"
+        "| raw librdkafka producer (baseline), events | {raw_n} | {ceiling:.0} | — | — | — | — | — | 0 |"
     );
     print(
         "log_event, 100-event batches, events",
@@ -564,8 +609,10 @@ async fn open_loop(addr: std::net::SocketAddr, peak: f64, o: &Options) {
         "\nopen loop at {rate:.0} requests/s ({}% of the check_gate peak), {} s:\n",
         o.open_loop_percent, o.seconds
     );
-    println!("| scenario | requests | p50 ms | p99 ms | p99.9 ms | CPU µs/request | errors |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| scenario | requests | p50 ms | p99 ms | p99.9 ms | client pick-up p50 / p99 ms | CPU µs/request | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for (name, target, path, headers) in [
         ("bare hyper (baseline)", bare_addr, "/", &[][..]),
         (
@@ -576,7 +623,7 @@ async fn open_loop(addr: std::net::SocketAddr, peak: f64, o: &Options) {
         ),
     ] {
         let cpu_before = cpu_time();
-        let (h, errors) = drive_at_rate(
+        let run = drive_at_rate(
             target,
             path,
             headers,
@@ -588,18 +635,22 @@ async fn open_loop(addr: std::net::SocketAddr, peak: f64, o: &Options) {
         )
         .await;
         let cpu_us = cpu_time().saturating_sub(cpu_before).as_secs_f64() * 1e6;
+        let (h, pick_up) = (&run.latency, &run.pick_up);
         println!(
-            "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {errors} |",
+            "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {:.1} | {} |",
             h.count(),
             h.percentile(0.5),
             h.percentile(0.99),
             h.percentile(0.999),
-            cpu_us / h.count().max(1) as f64
+            pick_up.percentile(0.5),
+            pick_up.percentile(0.99),
+            cpu_us / h.count().max(1) as f64,
+            run.errors
         );
     }
     if o.soak_seconds > 0 {
         let mut samples = Vec::new();
-        let (h, errors) = drive_at_rate(
+        let soak = drive_at_rate(
             addr,
             "/v1/check_gate",
             &[("statsig-api-key", SERVER_KEY)],
@@ -614,11 +665,12 @@ async fn open_loop(addr: std::net::SocketAddr, peak: f64, o: &Options) {
         let (first, last) = (samples[minute - 1], *samples.last().unwrap());
         let peak = samples.iter().cloned().fold(0.0, f64::max);
         println!(
-            "\nsoak: check_gate at {rate:.0}/s for {} s: {} requests, {errors} errors, p99 {:.2} ms; \
+            "\nsoak: check_gate at {rate:.0}/s for {} s: {} requests, {} errors, p99 {:.2} ms; \
              RSS (client + server) after 1 min {first:.1} MiB, at the end {last:.1} MiB, peak {peak:.1} MiB",
             o.soak_seconds,
-            h.count(),
-            h.percentile(0.99)
+            soak.latency.count(),
+            soak.errors,
+            soak.latency.percentile(0.99)
         );
     }
 }
