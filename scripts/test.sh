@@ -66,7 +66,7 @@ echo "broker at $GATEHOUSE_KAFKA_BROKERS"
 step "cargo test"
 log=$cache/cargo-test.log
 set +e
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 

@@ -446,12 +446,14 @@ async fn hot_swap_under_load_never_fails_a_request() {
     let s = Arc::new(Server::start(gate_returning(false, 10).to_string().as_bytes()).await);
     let req = json!({"user": {"userID": "u"}, "gateName": "flip"});
 
+    // The load runs until every swap is written (not for a fixed count: a fast machine would
+    // finish before the first swap), bounded in requests.
+    let swapping = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let load = {
-        let s = s.clone();
-        let req = req.clone();
+        let (s, req, swapping) = (s.clone(), req.clone(), swapping.clone());
         tokio::spawn(async move {
             let mut answers = Vec::new();
-            for _ in 0..400 {
+            while swapping.load(std::sync::atomic::Ordering::Relaxed) && answers.len() < 200_000 {
                 let (status, body) = s.post_json("/v1/check_gate", SERVER, &req).await;
                 assert_eq!(status, StatusCode::OK, "{body}");
                 answers.push((
@@ -467,6 +469,8 @@ async fn hot_swap_under_load_never_fails_a_request() {
         let doc = gate_returning(round % 2 == 0, 20 + round);
         std::fs::write(&s.specs, doc.to_string()).unwrap();
     }
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    swapping.store(false, std::sync::atomic::Ordering::Relaxed);
     // An invalid file is rejected and the last good ruleset keeps serving.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, before) = s.post_json("/v1/check_gate", SERVER, &req).await;
