@@ -9,8 +9,9 @@
 //! First `check_gate` and `log_event` run unmeasured for W seconds each (default 3), so a
 //! freshly started broker's JIT warm-up is in no scenario.
 //! After the closed-loop runs, `check_gate` and the bare server are driven open-loop at 70% of
-//! the `check_gate` peak just measured (requests released at evenly spaced times by a pacer
-//! thread; one that waits for its connection counts that wait, so a stall is not hidden);
+//! the `check_gate` peak just measured (requests due at evenly spaced times, released by a
+//! pacer thread; latency counts from the due time, so neither a late release nor a wait for
+//! the connection is hidden);
 //! `--soak-seconds` then holds that rate for T seconds, sampling the process's resident
 //! memory every second.
 //!
@@ -271,17 +272,21 @@ impl Histogram {
     }
 }
 
+/// The open loop's pacer sleeps at least this long between releases.
+const PACER_TICK: Duration = Duration::from_micros(250);
+
 /// Open loop: `rate` requests per second in all, spread over `connections`, for `duration`.
-/// A pacer thread releases request `i` at its due time to connection `i % connections`;
-/// latency counts from the release, so a request that waits for its connection to come
-/// free (the server was slow) is charged that wait. The pacer is an OS thread because
-/// tokio's timer rounds every wake-up to a 1 ms tick, which sent the requests in bursts of a
-/// millisecond's worth and put that burst's queueing into every percentile. `every_second`
+/// Request `i` is due at `i / rate` and goes to connection `i % connections`; its latency
+/// counts from that due time, so a late release or a wait for the connection to come free
+/// (the server was slow) is charged to it. A pacer OS thread wakes at most every
+/// [`PACER_TICK`] and releases every request due by then: one wake-up per request cost the
+/// client several µs of CPU each and the open loop fell behind its schedule at 70% of peak.
+/// (It is not tokio's timer, which rounds every wake-up up to the next 1 ms.) `every_second`
 /// runs once a second (the soak's memory sampling).
 ///
-/// Besides the latency, the time from a request's release to its connection task starting
-/// it (the client's own scheduling delay: the two cores are shared with the server) is
-/// recorded, so a tail can be told apart from the server's.
+/// Besides the latency, the time from a request's due time to its connection task starting
+/// it (the pacer's tick and the client's own scheduling: the two cores are shared with the
+/// server) is recorded, so a tail can be told apart from the server's.
 #[allow(clippy::too_many_arguments)]
 async fn drive_at_rate(
     addr: std::net::SocketAddr,
@@ -304,12 +309,12 @@ async fn drive_at_rate(
         let mut sender = connect(addr).await;
         tasks.push(tokio::spawn(async move {
             let (mut latency, mut pick_up) = (Histogram::new(), Histogram::new());
-            while let Some(released_at) = released.recv().await {
-                pick_up.record(released_at.elapsed());
+            while let Some(due) = released.recv().await {
+                pick_up.record(due.elapsed());
                 if !post(&mut sender, &path, &headers, &body, &errors).await {
                     break;
                 }
-                latency.record(released_at.elapsed());
+                latency.record(due.elapsed());
             }
             (latency, pick_up)
         }));
@@ -323,10 +328,10 @@ async fn drive_at_rate(
                 break;
             }
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+                std::thread::sleep(wait.max(PACER_TICK));
             }
             // A task that ended on a broken connection has dropped its receiver.
-            let _ = releases[i % releases.len()].send(Instant::now());
+            let _ = releases[i % releases.len()].send(due);
         }
     });
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -351,9 +356,9 @@ async fn drive_at_rate(
 
 /// What an open-loop run measured.
 struct OpenLoop {
-    /// From release to the response's last byte.
+    /// From the due time to the response's last byte.
     latency: Histogram,
-    /// From release to the connection task starting the request.
+    /// From the due time to the connection task starting the request.
     pick_up: Histogram,
     errors: u64,
 }
