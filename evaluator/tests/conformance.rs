@@ -231,23 +231,21 @@ fn initialize_entries_equal_single_evaluations_for_every_user() {
                     SpecKind::Gate => Value::Bool(alone.bool_value),
                     _ => alone.json_value.cloned().unwrap_or_else(|| json!({})),
                 };
-                let gates: Vec<Value> = entry["secondary_exposures"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| format!("{}|{}|{}", e["gate"], e["gateValue"], e["ruleID"]).into())
-                    .collect();
-                let expected: Vec<Value> = alone
+                let exposures: Value = alone
                     .secondary_exposures
                     .iter()
                     .map(|e| {
-                        format!("\"{}\"|\"{}\"|\"{}\"", e.gate, e.gate_value, e.rule_id).into()
+                        json!({"gate": e.gate, "gateValue": e.gate_value.to_string(),
+                               "ruleID": e.rule_id})
                     })
                     .collect();
                 let context = format!("{name} for user {}", case["user"]);
                 assert_eq!(entry["value"], value, "value of {context}");
                 assert_eq!(entry["rule_id"], alone.rule_id, "rule id of {context}");
-                assert_eq!(gates, expected, "secondary exposures of {context}");
+                assert_eq!(
+                    entry["secondary_exposures"], exposures,
+                    "secondary exposures of {context}"
+                );
                 compared += 1;
             }
         }
