@@ -1,4 +1,7 @@
-//! Shared by the sink harness (`src/bin/sink_load.rs`) and the sink criterion bench.
+//! Shared by the harnesses in `src/bin/` and the criterion benches: the load harness's HTTP
+//! client, and the sink's sample messages.
+
+pub mod http1_client;
 
 pub mod sink_messages {
     //! Kafka messages shaped like the front door's, for the sink benchmarks.

@@ -8,14 +8,16 @@
 //!
 //! First `check_gate` and `log_event` run unmeasured for W seconds each (default 3), so a
 //! freshly started broker's JIT warm-up is in no scenario.
-//! After the closed-loop runs, `check_gate` and the bare server are driven open-loop at 70% of
-//! the `check_gate` peak just measured (requests due at evenly spaced times, released by a
-//! pacer thread; latency counts from the due time, so neither a late release nor a wait for
-//! the connection is hidden);
+//! After the closed-loop runs, `check_gate` is driven open-loop at 70% (`P`) of the peak just
+//! measured, and the bare server both at that rate and at 70% of its own peak (requests due at
+//! evenly spaced times, released by a pacer thread; latency counts from the due time, so
+//! neither a late release nor a wait for the connection is hidden);
 //! `--soak-seconds` then holds that rate for T seconds, sampling the process's resident
 //! memory every second.
 //!
-//! Kafka: the broker in GATEHOUSE_KAFKA_BROKERS, else an in-process mock cluster.
+//! Kafka: the broker in GATEHOUSE_KAFKA_BROKERS, else an in-process mock cluster. The client
+//! is [`gatehouse_benches::http1_client`]: it shares the cores with the server it measures, so
+//! it is kept lean.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use gatehouse_benches::http1_client::{post_request, Connection};
+use http_body_util::Full;
 use hyper::server::conn::http1 as server_http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -33,7 +35,7 @@ use ingest::http::{serve, AppState};
 use ingest::producer::EventSink;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const SERVER_KEY: &str = "secret-load";
 const CLIENT_KEY: &str = "client-load";
@@ -130,46 +132,13 @@ impl Run {
     }
 }
 
-/// One keep-alive client connection.
-async fn connect(addr: std::net::SocketAddr) -> SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    sender
-}
-
-fn owned(headers: &[(&str, &str)]) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// One POST, read to the end; a non-2xx answer counts as an error. False when the
-/// connection broke.
-async fn post(
-    sender: &mut SendRequest<Full<Bytes>>,
-    path: &str,
-    headers: &[(String, String)],
-    body: &Bytes,
-    errors: &AtomicU64,
-) -> bool {
-    let mut req = Request::post(path).header("host", "127.0.0.1");
-    for (k, v) in headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    match sender
-        .send_request(req.body(Full::new(body.clone())).unwrap())
-        .await
-    {
-        Ok(resp) => {
-            if !resp.status().is_success() {
+/// One round trip; a non-2xx answer counts as an error. False when the connection broke.
+async fn send(connection: &mut Connection, errors: &AtomicU64) -> bool {
+    match connection.round_trip().await {
+        Ok(status) => {
+            if !(200..300).contains(&status) {
                 errors.fetch_add(1, Ordering::Relaxed);
             }
-            let _ = resp.into_body().collect().await;
             true
         }
         Err(_) => {
@@ -194,16 +163,15 @@ async fn drive(
     let started = Instant::now();
     let (cpu_before, machine_before) = (cpu_time(), machine_cpu_time());
     let mut tasks = Vec::new();
+    let request = post_request(path, headers, &body);
     for _ in 0..o.connections {
-        let (sent, errors, body) = (sent.clone(), errors.clone(), body.clone());
-        let (path, limit) = (path.to_owned(), o.requests);
-        let headers = owned(headers);
+        let (sent, errors, limit) = (sent.clone(), errors.clone(), o.requests);
+        let mut connection = Connection::open(addr, request.clone()).await.unwrap();
         tasks.push(tokio::spawn(async move {
-            let mut sender = connect(addr).await;
             let mut latencies = Vec::new();
             while sent.fetch_add(1, Ordering::Relaxed) < limit && Instant::now() < deadline {
                 let t = Instant::now();
-                if !post(&mut sender, &path, &headers, &body, &errors).await {
+                if !send(&mut connection, &errors).await {
                     break;
                 }
                 latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -301,17 +269,17 @@ async fn drive_at_rate(
     let errors = Arc::new(AtomicU64::new(0));
     let mut releases = Vec::new();
     let mut tasks = Vec::new();
+    let request = post_request(path, headers, &body);
     for _ in 0..connections {
         let (release, mut released) = tokio::sync::mpsc::unbounded_channel::<Instant>();
         releases.push(release);
-        let (errors, body, path) = (errors.clone(), body.clone(), path.to_owned());
-        let headers = owned(headers);
-        let mut sender = connect(addr).await;
+        let errors = errors.clone();
+        let mut connection = Connection::open(addr, request.clone()).await.unwrap();
         tasks.push(tokio::spawn(async move {
             let (mut latency, mut pick_up) = (Histogram::new(), Histogram::new());
             while let Some(due) = released.recv().await {
                 pick_up.record(due.elapsed());
-                if !post(&mut sender, &path, &headers, &body, &errors).await {
+                if !send(&mut connection, &errors).await {
                     break;
                 }
                 latency.record(due.elapsed());
@@ -540,7 +508,7 @@ async fn main() {
         Scenario::Latency => {}
         Scenario::All => batches(addr, &state, &brokers, bare.per_second(), &o).await,
     }
-    open_loop(addr, check.per_second(), &o).await;
+    open_loop(addr, check.per_second(), bare.per_second(), &o).await;
 }
 
 /// `check_gate` and `log_event` traffic for `--warmup-seconds` each, not measured: a freshly
@@ -633,28 +601,46 @@ async fn batches(
     );
 }
 
-/// Latency at a fixed share of the `check_gate` peak, the bare server at the same rate; then
-/// the soak.
-async fn open_loop(addr: std::net::SocketAddr, peak: f64, o: &Options) {
-    let rate = o.open_loop_percent / 100.0 * peak;
+/// Latency at a fixed share of the `check_gate` peak, next to the bare server twice: at the
+/// same rate, and at the same share of its own peak (at the same rate it has CPU to spare, so
+/// the second shows what this client and these cores give any server at that load); then the
+/// soak.
+async fn open_loop(addr: std::net::SocketAddr, peak: f64, bare_peak: f64, o: &Options) {
+    let share = o.open_loop_percent / 100.0;
+    let rate = share * peak;
     let window = Duration::from_secs(o.seconds);
     let gate_body = Bytes::from(json!({"user": {"userID": "user-1", "email": "a@example.com", "country": "US"}, "gateName": "gate_0"}).to_string());
     let bare_addr = bare_hyper().await;
     println!(
-        "\nopen loop at {rate:.0} requests/s ({}% of the check_gate peak), {} s:\n",
+        "\nopen loop at {}% of each server's closed-loop peak, {} s:\n",
         o.open_loop_percent, o.seconds
     );
     println!(
-        "| scenario | requests | p50 ms | p99 ms | p99.9 ms | client pick-up p50 / p99 ms | CPU µs/request | errors |"
+        "| scenario | rate/s | requests | p50 ms | p99 ms | p99.9 ms | client pick-up p50 / p99 ms | CPU µs/request | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    for (name, target, path, headers) in [
-        ("bare hyper (baseline)", bare_addr, "/", &[][..]),
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let gate_key = &[("statsig-api-key", SERVER_KEY)][..];
+    for (name, target, path, headers, rate) in [
+        (
+            "bare hyper, same rate (baseline)",
+            bare_addr,
+            "/",
+            &[][..],
+            rate,
+        ),
         (
             "check_gate + exposure to Kafka",
             addr,
             "/v1/check_gate",
-            &[("statsig-api-key", SERVER_KEY)][..],
+            gate_key,
+            rate,
+        ),
+        (
+            "bare hyper, same share of its peak (baseline)",
+            bare_addr,
+            "/",
+            &[][..],
+            share * bare_peak,
         ),
     ] {
         let cpu_before = cpu_time();
@@ -672,7 +658,7 @@ async fn open_loop(addr: std::net::SocketAddr, peak: f64, o: &Options) {
         let cpu_us = cpu_time().saturating_sub(cpu_before).as_secs_f64() * 1e6;
         let (h, pick_up) = (&run.latency, &run.pick_up);
         println!(
-            "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {:.1} | {} |",
+            "| {name} | {rate:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {:.1} | {} |",
             h.count(),
             h.percentile(0.5),
             h.percentile(0.99),
