@@ -254,7 +254,8 @@ const PACER_TICK: Duration = Duration::from_micros(250);
 ///
 /// Besides the latency, the time from a request's due time to its connection task starting
 /// it (the pacer's tick and the client's own scheduling: the two cores are shared with the
-/// server) is recorded, so a tail can be told apart from the server's.
+/// server) is recorded, and within it the pacer's own lateness, so a tail can be told apart
+/// from the server's.
 #[allow(clippy::too_many_arguments)]
 async fn drive_at_rate(
     addr: std::net::SocketAddr,
@@ -290,6 +291,7 @@ async fn drive_at_rate(
     let interval = Duration::from_secs_f64(1.0 / rate);
     let started = Instant::now() + Duration::from_millis(50);
     let pacer = std::thread::spawn(move || {
+        let mut late = Histogram::new();
         for i in 0.. {
             let due = started + interval.mul_f64(i as f64);
             if due >= started + duration {
@@ -298,9 +300,11 @@ async fn drive_at_rate(
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait.max(PACER_TICK));
             }
+            late.record(due.elapsed());
             // A task that ended on a broken connection has dropped its receiver.
             let _ = releases[i % releases.len()].send(due);
         }
+        late
     });
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     while Instant::now() < started + duration {
@@ -310,6 +314,7 @@ async fn drive_at_rate(
     let mut run = OpenLoop {
         latency: Histogram::new(),
         pick_up: Histogram::new(),
+        pacer_late: Histogram::new(),
         errors: 0,
     };
     for t in tasks {
@@ -317,7 +322,7 @@ async fn drive_at_rate(
         run.latency.merge(&latency);
         run.pick_up.merge(&pick_up);
     }
-    pacer.join().unwrap();
+    run.pacer_late = pacer.join().unwrap();
     run.errors = errors.load(Ordering::Relaxed);
     run
 }
@@ -328,6 +333,9 @@ struct OpenLoop {
     latency: Histogram,
     /// From the due time to the connection task starting the request.
     pick_up: Histogram,
+    /// From the due time to the pacer releasing the request: the part of `pick_up` that is the
+    /// client's clock, not a busy connection or worker.
+    pacer_late: Histogram,
     errors: u64,
 }
 
@@ -616,9 +624,9 @@ async fn open_loop(addr: std::net::SocketAddr, peak: f64, bare_peak: f64, o: &Op
         o.open_loop_percent, o.seconds
     );
     println!(
-        "| scenario | rate/s | requests | p50 ms | p99 ms | p99.9 ms | client pick-up p50 / p99 ms | CPU µs/request | errors |"
+        "| scenario | rate/s | requests | p50 ms | p99 ms | p99.9 ms | client pick-up p50 / p99 ms | pacer late p99 ms | CPU µs/request | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let gate_key = &[("statsig-api-key", SERVER_KEY)][..];
     for (name, target, path, headers, rate) in [
         (
@@ -658,13 +666,14 @@ async fn open_loop(addr: std::net::SocketAddr, peak: f64, bare_peak: f64, o: &Op
         let cpu_us = cpu_time().saturating_sub(cpu_before).as_secs_f64() * 1e6;
         let (h, pick_up) = (&run.latency, &run.pick_up);
         println!(
-            "| {name} | {rate:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {:.1} | {} |",
+            "| {name} | {rate:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {:.2} | {:.1} | {} |",
             h.count(),
             h.percentile(0.5),
             h.percentile(0.99),
             h.percentile(0.999),
             pick_up.percentile(0.5),
             pick_up.percentile(0.99),
+            run.pacer_late.percentile(0.99),
             cpu_us / h.count().max(1) as f64,
             run.errors
         );
