@@ -4,7 +4,7 @@
 //!
 //!   cargo run --release -p gatehouse-benches --bin load -- [--requests N] [--seconds S]
 //!       [--connections C] [--soak-seconds T] [--scenario all|check_gate|latency]
-//!       [--open-loop-percent P] [--warmup-seconds W]
+//!       [--open-loop-percent P] [--warmup-seconds W] [--cores shared|split]
 //!
 //! First `check_gate` and `log_event` run unmeasured for W seconds each (default 3), so a
 //! freshly started broker's JIT warm-up is in no scenario.
@@ -17,7 +17,9 @@
 //!
 //! Kafka: the broker in GATEHOUSE_KAFKA_BROKERS, else an in-process mock cluster. The client
 //! is [`gatehouse_benches::http1_client`]: it shares the cores with the server it measures, so
-//! it is kept lean.
+//! it is kept lean. `--cores split` gives it core 0 and the servers the others instead, so
+//! the server's figures are its own (the bare hyper baseline is then the most likely to be
+//! held back by a client with one core).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +58,18 @@ struct Options {
     open_loop_percent: f64,
     /// Unmeasured `check_gate` and `log_event` traffic first, seconds each.
     warmup_seconds: u64,
+    placement: Placement,
+}
+
+/// Where client and servers run.
+#[derive(Clone, Copy, PartialEq)]
+enum Placement {
+    /// One runtime on all cores: client and server share them (and the broker's JVM).
+    Shared,
+    /// The client, its pacer and the mock broker on core 0; the servers on all the other
+    /// cores (one worker each, the front door's librdkafka threads with them): as if the
+    /// client ran elsewhere. Pin a real broker to core 0 too (BENCHMARKS.md).
+    Split,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -77,6 +91,7 @@ fn options() -> Options {
         scenario: Scenario::All,
         open_loop_percent: 70.0,
         warmup_seconds: 3,
+        placement: Placement::Shared,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args[1..].chunks(2) {
@@ -95,10 +110,13 @@ fn options() -> Options {
             ("--scenario", _) if raw == Some("all") => o.scenario = Scenario::All,
             ("--scenario", _) if raw == Some("check_gate") => o.scenario = Scenario::CheckGate,
             ("--scenario", _) if raw == Some("latency") => o.scenario = Scenario::Latency,
+            ("--cores", _) if raw == Some("shared") => o.placement = Placement::Shared,
+            ("--cores", _) if raw == Some("split") => o.placement = Placement::Split,
             _ => {
                 eprintln!(
                     "usage: load [--requests N] [--seconds S] [--connections C] [--soak-seconds T] \
-                     [--scenario all|check_gate|latency] [--open-loop-percent P] [--warmup-seconds W]"
+                     [--scenario all|check_gate|latency] [--open-loop-percent P] [--warmup-seconds W] \
+                     [--cores shared|split]"
                 );
                 std::process::exit(2);
             }
@@ -413,13 +431,13 @@ async fn bare_hyper() -> std::net::SocketAddr {
     addr
 }
 
-async fn front_door(brokers: &str) -> (std::net::SocketAddr, Arc<AppState>) {
+async fn front_door(brokers: String) -> (std::net::SocketAddr, Arc<AppState>) {
     let specs = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../evaluator/tests/data/conformance_v2.json"
     ))
     .unwrap();
-    let sink = EventSink::connect(brokers, "load.exposures", "load.events").unwrap();
+    let sink = EventSink::connect(&brokers, "load.exposures", "load.events").unwrap();
     let state = Arc::new(AppState {
         events: Some(Arc::new(sink)),
         ..AppState::default()
@@ -470,9 +488,59 @@ fn print(name: &str, run: &Run, baseline: Option<f64>, unit_per_request: u64) {
     );
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let o = options();
+    let split = o.placement == Placement::Split;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(!split || cores > 1, "--cores split needs two cores or more");
+    if split {
+        // Threads inherit it: the client runtime's workers, the pacer, the mock broker's.
+        pin_to_cores(0..1);
+    }
+    let mut client = tokio::runtime::Builder::new_multi_thread();
+    if split {
+        client.worker_threads(1);
+    }
+    let server = split.then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores - 1)
+            .on_thread_start(move || pin_to_cores(1..cores))
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    let client = client.enable_all().build().unwrap();
+    client.block_on(run(o, server.as_ref().map(|r| r.handle().clone())));
+}
+
+/// Pins the calling thread (and the threads it starts from now on) to `cores`.
+fn pin_to_cores(cores: std::ops::Range<usize>) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and sched_setaffinity read and
+    // write only that set, which lives for the whole call.
+    let status = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for core in cores.clone() {
+            libc::CPU_SET(core, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    let error = std::io::Error::last_os_error();
+    assert_eq!(status, 0, "pinning to cores {cores:?}: {error}");
+}
+
+/// Starts a server: on the server runtime when there is one, so its listener and connections
+/// live on that runtime's reactor and workers.
+async fn start<T: Send + 'static>(
+    server: &Option<tokio::runtime::Handle>,
+    setup: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    match server {
+        Some(runtime) => runtime.spawn(setup).await.unwrap(),
+        None => setup.await,
+    }
+}
+
+async fn run(o: Options, server: Option<tokio::runtime::Handle>) {
     let mut _mock = None;
     let brokers = match std::env::var("GATEHOUSE_KAFKA_BROKERS") {
         Ok(b) if !b.is_empty() => b,
@@ -484,18 +552,25 @@ async fn main() {
         }
     };
     println!(
-        "requests ≤ {} per scenario, ≤ {} s, {} connections, Kafka {brokers}",
-        o.requests, o.seconds, o.connections
+        "requests ≤ {} per scenario, ≤ {} s, {} connections, Kafka {brokers}, cores {}",
+        o.requests,
+        o.seconds,
+        o.connections,
+        match o.placement {
+            Placement::Shared => "shared by client and servers",
+            Placement::Split => "split: client on core 0, servers on the others",
+        }
     );
     println!(
         "| scenario | requests | per second | vs baseline | p50 ms | p99 ms | CPU µs/request | machine CPU µs/request | errors |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
 
-    let (addr, state) = front_door(&brokers).await;
+    let (addr, state) = start(&server, front_door(brokers.clone())).await;
+    let bare_addr = start(&server, bare_hyper()).await;
     let gate = Bytes::from(json!({"user": {"userID": "user-1", "email": "a@example.com", "country": "US"}, "gateName": "gate_0"}).to_string());
     warm_up(addr, &gate, &o).await;
-    let bare = drive(bare_hyper().await, "/", &[], Bytes::from_static(b"{}"), &o).await;
+    let bare = drive(bare_addr, "/", &[], Bytes::from_static(b"{}"), &o).await;
     print("bare hyper (baseline)", &bare, None, 1);
     let check = drive(
         addr,
@@ -516,7 +591,7 @@ async fn main() {
         Scenario::Latency => {}
         Scenario::All => batches(addr, &state, &brokers, bare.per_second(), &o).await,
     }
-    open_loop(addr, check.per_second(), bare.per_second(), &o).await;
+    open_loop(addr, bare_addr, check.per_second(), bare.per_second(), &o).await;
 }
 
 /// `check_gate` and `log_event` traffic for `--warmup-seconds` each, not measured: a freshly
@@ -613,12 +688,17 @@ async fn batches(
 /// same rate, and at the same share of its own peak (at the same rate it has CPU to spare, so
 /// the second shows what this client and these cores give any server at that load); then the
 /// soak.
-async fn open_loop(addr: std::net::SocketAddr, peak: f64, bare_peak: f64, o: &Options) {
+async fn open_loop(
+    addr: std::net::SocketAddr,
+    bare_addr: std::net::SocketAddr,
+    peak: f64,
+    bare_peak: f64,
+    o: &Options,
+) {
     let share = o.open_loop_percent / 100.0;
     let rate = share * peak;
     let window = Duration::from_secs(o.seconds);
     let gate_body = Bytes::from(json!({"user": {"userID": "user-1", "email": "a@example.com", "country": "US"}, "gateName": "gate_0"}).to_string());
-    let bare_addr = bare_hyper().await;
     println!(
         "\nopen loop at {}% of each server's closed-loop peak, {} s:\n",
         o.open_loop_percent, o.seconds
