@@ -133,6 +133,8 @@ struct Run {
     cpu: Duration,
     /// CPU time the whole machine spent (a broker's JVM included).
     machine_cpu: Duration,
+    /// With `--cores split`, CPU time on the servers' cores.
+    server_cpu: Option<Duration>,
     latencies_us: Vec<u32>,
     errors: u64,
 }
@@ -180,6 +182,7 @@ async fn drive(
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
     let started = Instant::now();
     let (cpu_before, machine_before) = (cpu_time(), machine_cpu_time());
+    let server_before = server_cores_cpu_time();
     let mut tasks = Vec::new();
     let request = post_request(path, headers, &body);
     for _ in 0..o.connections {
@@ -208,6 +211,8 @@ async fn drive(
         elapsed,
         cpu: cpu_time().saturating_sub(cpu_before),
         machine_cpu: machine_cpu_time().saturating_sub(machine_before),
+        server_cpu: (o.placement == Placement::Split)
+            .then(|| server_cores_cpu_time().saturating_sub(server_before)),
         latencies_us,
         errors: errors.load(Ordering::Relaxed),
     }
@@ -378,20 +383,38 @@ fn cpu_time() -> Duration {
 /// CPU time (user, nice, system, irq, softirq) the whole machine has used, from /proc/stat:
 /// with a real broker its JVM shares the cores, and this counts its work too.
 fn machine_cpu_time() -> Duration {
+    stat_cpu_time(|label| label == "cpu")
+}
+
+/// CPU time used on every core but core 0: with `--cores split`, the servers' cores. This
+/// counts what the server costs whatever thread or interrupt spent it (its librdkafka
+/// threads; the loopback's softirq work, which runs on the sending core).
+fn server_cores_cpu_time() -> Duration {
+    stat_cpu_time(|label| {
+        let core = label
+            .strip_prefix("cpu")
+            .and_then(|n| n.parse::<usize>().ok());
+        core.is_some_and(|n| n > 0)
+    })
+}
+
+/// CPU time on the /proc/stat lines whose label (`cpu` for the machine, `cpuN` for a core)
+/// `counts` accepts.
+fn stat_cpu_time(counts: impl Fn(&str) -> bool) -> Duration {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: u64 = stat
         .lines()
-        .next()
-        .map(|cpu| {
-            cpu.split_whitespace()
-                .skip(1)
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(label, _)| counts(label))
+        .flat_map(|(_, times)| {
+            times
+                .split_whitespace()
                 .take(7)
                 .enumerate()
                 .filter(|(i, _)| ![3, 4].contains(i)) // idle, iowait
                 .filter_map(|(_, t)| t.parse::<u64>().ok())
-                .sum()
         })
-        .unwrap_or(0);
+        .sum();
     Duration::from_millis(ticks * 10)
 }
 
@@ -478,8 +501,11 @@ fn print(name: &str, run: &Run, baseline: Option<f64>, unit_per_request: u64) {
         .unwrap_or_else(|| "—".into());
     let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / run.requests.max(1) as f64;
     let (cpu_us, machine_us) = (per_request(run.cpu), per_request(run.machine_cpu));
+    let server_us = run
+        .server_cpu
+        .map_or("—".into(), |cpu| format!("{:.1}", per_request(cpu)));
     println!(
-        "| {name} | {} | {:.0} | {ratio} | {:.2} | {:.2} | {cpu_us:.1} | {machine_us:.1} | {} |",
+        "| {name} | {} | {:.0} | {ratio} | {:.2} | {:.2} | {cpu_us:.1} | {machine_us:.1} | {server_us} | {} |",
         run.requests,
         rate,
         run.percentile(0.5),
@@ -562,9 +588,9 @@ async fn run(o: Options, server: Option<tokio::runtime::Handle>) {
         }
     );
     println!(
-        "| scenario | requests | per second | vs baseline | p50 ms | p99 ms | CPU µs/request | machine CPU µs/request | errors |"
+        "| scenario | requests | per second | vs baseline | p50 ms | p99 ms | CPU µs/request | machine CPU µs/request | server cores CPU µs/request | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
 
     let (addr, state) = start(&server, front_door(brokers.clone())).await;
     let bare_addr = start(&server, bare_hyper()).await;
@@ -667,7 +693,7 @@ async fn batches(
         .await
         .unwrap();
     println!(
-        "| raw librdkafka producer (baseline), events | {raw_n} | {ceiling:.0} | — | — | — | — | — | 0 |"
+        "| raw librdkafka producer (baseline), events | {raw_n} | {ceiling:.0} | — | — | — | — | — | — | 0 |"
     );
     print(
         "log_event, 100-event batches, events",
@@ -704,9 +730,9 @@ async fn open_loop(
         o.open_loop_percent, o.seconds
     );
     println!(
-        "| scenario | rate/s | requests | p50 ms | p99 ms | p99.9 ms | client pick-up p50 / p99 ms | pacer late p99 ms | CPU µs/request | errors |"
+        "| scenario | rate/s | requests | p50 ms | p99 ms | p99.9 ms | client pick-up p50 / p99 ms | pacer late p99 ms | CPU µs/request | server cores CPU µs/request | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let gate_key = &[("statsig-api-key", SERVER_KEY)][..];
     for (name, target, path, headers, rate) in [
         (
@@ -731,7 +757,7 @@ async fn open_loop(
             share * bare_peak,
         ),
     ] {
-        let cpu_before = cpu_time();
+        let (cpu_before, server_before) = (cpu_time(), server_cores_cpu_time());
         let run = drive_at_rate(
             target,
             path,
@@ -743,10 +769,20 @@ async fn open_loop(
             || {},
         )
         .await;
-        let cpu_us = cpu_time().saturating_sub(cpu_before).as_secs_f64() * 1e6;
         let (h, pick_up) = (&run.latency, &run.pick_up);
+        let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / h.count().max(1) as f64;
+        let cpu_us = per_request(cpu_time().saturating_sub(cpu_before));
+        let server_us = match o.placement {
+            Placement::Split => {
+                format!(
+                    "{:.1}",
+                    per_request(server_cores_cpu_time().saturating_sub(server_before))
+                )
+            }
+            Placement::Shared => "—".into(),
+        };
         println!(
-            "| {name} | {rate:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {:.2} | {:.1} | {} |",
+            "| {name} | {rate:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {:.2} | {cpu_us:.1} | {server_us} | {} |",
             h.count(),
             h.percentile(0.5),
             h.percentile(0.99),
@@ -754,7 +790,6 @@ async fn open_loop(
             pick_up.percentile(0.5),
             pick_up.percentile(0.99),
             run.pacer_late.percentile(0.99),
-            cpu_us / h.count().max(1) as f64,
             run.errors
         );
     }
