@@ -96,6 +96,11 @@ python_check kill_test sink/tests/kill_test.py target/debug/gatehouse
 step "gatehouse analyze against DuckDB and scipy over the same files"
 python_check analyze_test sink/tests/analyze_test.py target/debug/gatehouse
 
+step "the load harness, smoke run against the real broker (bounded; figures not measured here)"
+cargo build --quiet -p gatehouse-benches --bin load
+target/debug/load --requests 2000 --seconds 2 --warmup-seconds 1 --scenario all --cores split \
+  || { echo "load harness smoke run failed" >&2; status=1; }
+
 step "docker-compose.yml against the binary's flags (no Docker engine here)"
 "$venv/bin/python" scripts/check_compose.py target/debug/gatehouse | tee -a "$log" || status=1
 

@@ -152,20 +152,19 @@ impl Run {
     }
 }
 
+/// Failed requests in all scenarios: a run with any exits non-zero, so a smoke run in CI
+/// fails rather than printing figures of a broken server.
+static FAILED_REQUESTS: AtomicU64 = AtomicU64::new(0);
+
 /// One round trip; a non-2xx answer counts as an error. False when the connection broke.
 async fn send(connection: &mut Connection, errors: &AtomicU64) -> bool {
-    match connection.round_trip().await {
-        Ok(status) => {
-            if !(200..300).contains(&status) {
-                errors.fetch_add(1, Ordering::Relaxed);
-            }
-            true
-        }
-        Err(_) => {
-            errors.fetch_add(1, Ordering::Relaxed);
-            false
-        }
+    let status = connection.round_trip().await;
+    let ok = status.as_ref().is_ok_and(|s| (200..300).contains(s));
+    if !ok {
+        errors.fetch_add(1, Ordering::Relaxed);
+        FAILED_REQUESTS.fetch_add(1, Ordering::Relaxed);
     }
+    status.is_ok()
 }
 
 /// Closed loop: `connections` keep-alive connections send `body` to `path` until `requests`
@@ -537,6 +536,11 @@ fn main() {
     });
     let client = client.enable_all().build().unwrap();
     client.block_on(run(o, server.as_ref().map(|r| r.handle().clone())));
+    let failed = FAILED_REQUESTS.load(Ordering::Relaxed);
+    if failed > 0 {
+        eprintln!("load: {failed} requests failed (non-2xx or a broken connection)");
+        std::process::exit(1);
+    }
 }
 
 /// Pins the calling thread (and the threads it starts from now on) to `cores`.
