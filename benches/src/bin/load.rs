@@ -5,6 +5,7 @@
 //!   cargo run --release -p gatehouse-benches --bin load -- [--requests N] [--seconds S]
 //!       [--connections C] [--soak-seconds T] [--scenario all|check_gate|latency]
 //!       [--open-loop-percent P] [--warmup-seconds W] [--cores shared|split]
+//!       [--client-wait sleep|spin]
 //!
 //! First `check_gate` and `log_event` run unmeasured for W seconds each (default 3), so a
 //! freshly started broker's JIT warm-up is in no scenario.
@@ -19,7 +20,11 @@
 //! is [`gatehouse_benches::http1_client`]: it shares the cores with the server it measures, so
 //! it is kept lean. `--cores split` gives it core 0 and the servers the others instead, so
 //! the server's figures are its own (the bare hyper baseline is then the most likely to be
-//! held back by a client with one core).
+//! held back by a client with one core). With split cores, `--client-wait spin` keeps the
+//! client's core busy-polling its sockets instead of sleeping between answers: over loopback
+//! the server's core otherwise pays for waking the client (an inter-processor interrupt, dear
+//! in a VM), which no network charges a server, and which costs a slower server more because
+//! its client sleeps more often.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +64,16 @@ struct Options {
     /// Unmeasured `check_gate` and `log_event` traffic first, seconds each.
     warmup_seconds: u64,
     placement: Placement,
+    client_wait: ClientWait,
+}
+
+/// How the client waits for answers.
+#[derive(Clone, Copy, PartialEq)]
+enum ClientWait {
+    /// In epoll, woken by the kernel when an answer arrives (like wrk or oha).
+    Sleep,
+    /// Busy-polling its sockets on its own core (`--cores split` only).
+    Spin,
 }
 
 /// Where client and servers run.
@@ -92,6 +107,7 @@ fn options() -> Options {
         open_loop_percent: 70.0,
         warmup_seconds: 3,
         placement: Placement::Shared,
+        client_wait: ClientWait::Sleep,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args[1..].chunks(2) {
@@ -112,11 +128,13 @@ fn options() -> Options {
             ("--scenario", _) if raw == Some("latency") => o.scenario = Scenario::Latency,
             ("--cores", _) if raw == Some("shared") => o.placement = Placement::Shared,
             ("--cores", _) if raw == Some("split") => o.placement = Placement::Split,
+            ("--client-wait", _) if raw == Some("sleep") => o.client_wait = ClientWait::Sleep,
+            ("--client-wait", _) if raw == Some("spin") => o.client_wait = ClientWait::Spin,
             _ => {
                 eprintln!(
                     "usage: load [--requests N] [--seconds S] [--connections C] [--soak-seconds T] \
                      [--scenario all|check_gate|latency] [--open-loop-percent P] [--warmup-seconds W] \
-                     [--cores shared|split]"
+                     [--cores shared|split] [--client-wait sleep|spin]"
                 );
                 std::process::exit(2);
             }
@@ -271,8 +289,10 @@ const PACER_TICK: Duration = Duration::from_micros(250);
 /// (the server was slow) is charged to it. A pacer OS thread wakes at most every
 /// [`PACER_TICK`] and releases every request due by then: one wake-up per request cost the
 /// client several µs of CPU each and the open loop fell behind its schedule at 70% of peak.
-/// (It is not tokio's timer, which rounds every wake-up up to the next 1 ms.) `every_second`
-/// runs once a second (the soak's memory sampling).
+/// (It is not tokio's timer, which rounds every wake-up up to the next 1 ms.) With
+/// [`ClientWait::Spin`] the pacer is a task on the client's busy-polling worker instead,
+/// yielding until each due time: a pacer thread would have to win the core from that worker
+/// at every tick. `every_second` runs once a second (the soak's memory sampling).
 ///
 /// Besides the latency, the time from a request's due time to its connection task starting
 /// it (the pacer's tick and the client's own scheduling: the two cores are shared with the
@@ -287,6 +307,7 @@ async fn drive_at_rate(
     rate: f64,
     connections: usize,
     duration: Duration,
+    wait: ClientWait,
     mut every_second: impl FnMut(),
 ) -> OpenLoop {
     let errors = Arc::new(AtomicU64::new(0));
@@ -312,22 +333,38 @@ async fn drive_at_rate(
     }
     let interval = Duration::from_secs_f64(1.0 / rate);
     let started = Instant::now() + Duration::from_millis(50);
-    let pacer = std::thread::spawn(move || {
+    let pace = async move {
         let mut late = Histogram::new();
         for i in 0.. {
             let due = started + interval.mul_f64(i as f64);
             if due >= started + duration {
                 break;
             }
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait.max(PACER_TICK));
+            match wait {
+                ClientWait::Sleep => {
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait.max(PACER_TICK));
+                    }
+                }
+                ClientWait::Spin => {
+                    while Instant::now() < due {
+                        tokio::task::yield_now().await;
+                    }
+                }
             }
             late.record(due.elapsed());
             // A task that ended on a broken connection has dropped its receiver.
             let _ = releases[i % releases.len()].send(due);
         }
         late
-    });
+    };
+    let pacer = match wait {
+        ClientWait::Sleep => {
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || runtime.block_on(pace))
+        }
+        ClientWait::Spin => tokio::spawn(pace),
+    };
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     while Instant::now() < started + duration {
         ticker.tick().await;
@@ -344,7 +381,7 @@ async fn drive_at_rate(
         run.latency.merge(&latency);
         run.pick_up.merge(&pick_up);
     }
-    run.pacer_late = pacer.join().unwrap();
+    run.pacer_late = pacer.await.unwrap();
     run.errors = errors.load(Ordering::Relaxed);
     run
 }
@@ -518,6 +555,11 @@ fn main() {
     let split = o.placement == Placement::Split;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(!split || cores > 1, "--cores split needs two cores or more");
+    let spin = o.client_wait == ClientWait::Spin;
+    assert!(
+        split || !spin,
+        "--client-wait spin needs --cores split: spinning on shared cores takes the server's CPU"
+    );
     if split {
         // Threads inherit it: the client runtime's workers, the pacer, the mock broker's.
         pin_to_cores(0..1);
@@ -535,11 +577,23 @@ fn main() {
             .unwrap()
     });
     let client = client.enable_all().build().unwrap();
+    if spin {
+        client.spawn(busy_poll());
+    }
     client.block_on(run(o, server.as_ref().map(|r| r.handle().clone())));
     let failed = FAILED_REQUESTS.load(Ordering::Relaxed);
     if failed > 0 {
         eprintln!("load: {failed} requests failed (non-2xx or a broken connection)");
         std::process::exit(1);
+    }
+}
+
+/// Keeps the client's one worker out of `epoll_wait`'s sleep: a yielding task makes the
+/// runtime poll its reactor without blocking, over and over, so an answer finds the client
+/// awake.
+async fn busy_poll() {
+    loop {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -591,6 +645,9 @@ async fn run(o: Options, server: Option<tokio::runtime::Handle>) {
             Placement::Split => "split: client on core 0, servers on the others",
         }
     );
+    if o.client_wait == ClientWait::Spin {
+        println!("the client busy-polls its core (--client-wait spin)");
+    }
     println!(
         "| scenario | requests | per second | vs baseline | p50 ms | p99 ms | CPU µs/request | machine CPU µs/request | server cores CPU µs/request | errors |"
     );
@@ -770,6 +827,7 @@ async fn open_loop(
             rate,
             o.connections,
             window,
+            o.client_wait,
             || {},
         )
         .await;
@@ -807,6 +865,7 @@ async fn open_loop(
             rate,
             o.connections,
             Duration::from_secs(o.soak_seconds),
+            o.client_wait,
             || samples.push(rss_mib()),
         )
         .await;
