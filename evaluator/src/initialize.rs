@@ -266,6 +266,9 @@ impl Ruleset {
     /// The result is JSON text (keys escaped, values copied from the validated input).
     /// Anything but an object logs as `{}` (callers have parsed it as a [`crate::User`]).
     pub fn loggable_user_text(&self, user: &RawValue) -> String {
+        if let Some(text) = self.loggable_as_sent(user.get()) {
+            return text;
+        }
         let mut out = Writer::new(user.get().len() + 40);
         let mut de = serde_json::Deserializer::from_str(user.get());
         let has_environment = de
@@ -286,6 +289,31 @@ impl Ruleset {
         // Built from UTF-8 parts; the lossy conversion never replaces anything.
         String::from_utf8(out.bytes)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+    }
+
+    /// The common case without rewriting: a compact object (as JSON.stringify and serde
+    /// write it) with no `privateAttributes` is already its loggable text, the default
+    /// environment appended when it has one to add. Compact and free of backslashes, the text
+    /// holds a name only as a key or inside a plain string, so the substring checks cannot
+    /// miss a top-level key; a name anywhere (even nested) sends it down the rewriting path.
+    fn loggable_as_sent(&self, text: &str) -> Option<String> {
+        let plain = text.starts_with('{')
+            && !text
+                .bytes()
+                .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\\'))
+            && !text.contains("privateAttributes");
+        if !plain {
+            return None;
+        }
+        let Some(env) = &self.default_environment_text else {
+            return Some(text.to_owned());
+        };
+        if text.contains("statsigEnvironment") {
+            return None;
+        }
+        let fields = &text[..text.len() - 1];
+        let separator = if fields.len() > 1 { "," } else { "" };
+        Some([fields, separator, "\"statsigEnvironment\":", env.get(), "}"].concat())
     }
 
     fn default_environment_json(&self) -> Option<Value> {
@@ -502,6 +530,12 @@ mod tests {
             json!({"userID": "u", "privateAttributes": {"ssn": "x"}, "email": "e", "custom": {"a": [1, {"b": null}]}}),
             json!({"privateAttributes": {"ssn": "x"}}),
             json!({"userID": 7, "statsigEnvironment": {"tier": "prod"}, "weird\"key\u{e9}": "\u{1F600}\\"}),
+            // Compact and without private attributes: logged as sent.
+            json!({"userID": "u", "email": "e", "custom": {"level": 3, "tags": ["a", "b"]}}),
+            json!({"userAgent": "Mozilla/5.0 (X11; Linux)", "userID": "u"}),
+            // The names nested deeper: only the top level is dropped or counted.
+            json!({"userID": "u", "custom": {"privateAttributes": 1, "statsigEnvironment": 2}}),
+            json!({"custom": {"statsigEnvironment": {"tier": "dev"}}}),
         ];
         for rs in [&plain, &staged] {
             for user in &users {
@@ -511,6 +545,13 @@ mod tests {
                 assert_eq!(written, expected, "{user}");
                 serde_json::from_str::<serde_json::Value>(&written).unwrap();
             }
+        }
+        // Which path each takes (both checked against the tree above).
+        assert!(staged.loggable_as_sent(&users[4].to_string()).is_some());
+        for rewritten in [1, 3, 5, 6, 7] {
+            assert!(staged
+                .loggable_as_sent(&users[rewritten].to_string())
+                .is_none());
         }
         let text = RawValue::from_string("{ \"privateAttributes\" : 1 , \"a\" : [ 1 ] }".into());
         assert_eq!(plain.loggable_user_text(&text.unwrap()), "{\"a\":[ 1 ]}");
