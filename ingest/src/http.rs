@@ -168,14 +168,31 @@ async fn handle(state: &AppState, req: Request<Incoming>, _peer: SocketAddr) -> 
     reply
 }
 
+/// The most path segments routed: no endpoint has more, so a longer path is a 404.
+const MAX_SEGMENTS: usize = 8;
+
 async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply) {
-    let path = req.uri().path().to_owned();
+    // A clone of the URI shares its bytes (no allocation), so the path can be borrowed while
+    // the request moves on to the handler.
+    let uri = req.uri().clone();
     let method = req.method().clone();
     let only = |allowed: &[Method]| allowed.contains(&method);
     let not_allowed = || error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
 
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
+    let mut segments = [""; MAX_SEGMENTS + 1];
+    let mut count = 0;
+    for segment in uri.path().trim_matches('/').split('/').take(segments.len()) {
+        segments[count] = segment;
+        count += 1;
+    }
+    // A path longer than any endpoint routes as no segments at all, which no arm but the
+    // last (404) matches.
+    let routed = if count > MAX_SEGMENTS {
+        &[][..]
+    } else {
+        &segments[..count]
+    };
+    match routed {
         ["healthz"] => (
             "healthz",
             json_reply(StatusCode::OK, &json!({"status": "ok"})),

@@ -387,6 +387,10 @@ async fn bad_input_gets_a_clear_json_error() {
     check(st, &b, StatusCode::BAD_REQUEST, "hash");
     let (st, b) = s.call(Method::GET, "/v1/nothing", &hdr, "").await;
     check(st, &b, StatusCode::NOT_FOUND, "no such endpoint");
+    // Deeper than any endpoint, under a prefix that takes any rest.
+    let deep = "/console/v1/keys/a/b/c/d/e/f";
+    let (st, b) = s.call(Method::GET, deep, &hdr, "").await;
+    check(st, &b, StatusCode::NOT_FOUND, "no such endpoint");
     let (st, b) = s.call(Method::GET, "/v1/check_gate", &hdr, "").await;
     check(st, &b, StatusCode::METHOD_NOT_ALLOWED, "method");
     let (st, b) = s
