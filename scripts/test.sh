@@ -100,6 +100,8 @@ step "the load harness, smoke run against the real broker (bounded; figures not 
 cargo build --quiet -p gatehouse-benches --bin load
 target/debug/load --requests 2000 --seconds 2 --warmup-seconds 1 --scenario all --cores split \
   || { echo "load harness smoke run failed" >&2; status=1; }
+target/debug/load --requests 2000 --seconds 2 --warmup-seconds 1 --scenario latency --cores split \
+  --client-wait spin || { echo "load harness smoke run (spinning client) failed" >&2; status=1; }
 
 step "docker-compose.yml against the binary's flags (no Docker engine here)"
 "$venv/bin/python" scripts/check_compose.py target/debug/gatehouse | tee -a "$log" || status=1
