@@ -11,7 +11,7 @@
 //! freshly started broker's JIT warm-up is in no scenario.
 //! After the closed-loop runs, `check_gate` is driven open-loop at 70% (`P`) of the peak just
 //! measured, and the bare server both at that rate and at 70% of its own peak (requests due at
-//! evenly spaced times, released by a pacer thread; latency counts from the due time, so
+//! evenly spaced times, released by a pacer; latency counts from the due time, so
 //! neither a late release nor a wait for the connection is hidden);
 //! `--soak-seconds` then holds that rate for T seconds, sampling the process's resident
 //! memory every second.
@@ -295,7 +295,7 @@ const PACER_TICK: Duration = Duration::from_micros(250);
 /// at every tick. `every_second` runs once a second (the soak's memory sampling).
 ///
 /// Besides the latency, the time from a request's due time to its connection task starting
-/// it (the pacer's tick and the client's own scheduling: the two cores are shared with the
+/// it (the pacer's tick and the client's own scheduling, on cores it may share with the
 /// server) is recorded, and within it the pacer's own lateness, so a tail can be told apart
 /// from the server's.
 #[allow(clippy::too_many_arguments)]
