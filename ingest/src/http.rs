@@ -54,6 +54,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Body limits.
     pub limits: Limits,
+    /// Page origins browsers may call the SDK endpoints from.
+    pub cors: crate::cors::CorsOrigins,
     /// Kafka delivery of events and exposures (None: not configured; log_event answers 503).
     pub events: Option<Arc<crate::producer::EventSink>>,
     /// Exposure dedupe (`--exposure-dedupe-secs`; None: off).
@@ -161,7 +163,14 @@ pub async fn serve(
 /// One request: route, run, count.
 async fn handle(state: &AppState, req: Request<Incoming>, _peer: SocketAddr) -> Reply {
     let started = Instant::now();
-    let (endpoint, reply) = route(state, req).await;
+    let allowed_origin = state.cors.allow(&req);
+    let (endpoint, mut reply) = match &allowed_origin {
+        Some(_) if crate::cors::is_preflight(&req) => ("preflight", crate::cors::preflight(&req)),
+        _ => route(state, req).await,
+    };
+    if let Some(origin) = allowed_origin {
+        state.cors.decorate(&mut reply, origin);
+    }
     state
         .metrics
         .observe(endpoint, reply.status().as_u16(), started.elapsed());

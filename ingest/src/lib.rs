@@ -10,6 +10,7 @@
 pub mod api;
 pub mod console;
 pub mod control;
+pub mod cors;
 pub mod dedupe;
 pub mod http;
 pub mod keys;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ingest::http::{serve, AppState};
+use ingest::http::{serve, AppState, Limits};
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
@@ -111,6 +111,25 @@ struct ServeArgs {
         default_value_t = 1_000_000
     )]
     exposure_dedupe_max_entries: usize,
+    /// Largest request body accepted as sent (compressed or not), in bytes; larger: 413.
+    #[arg(long, env = "GATEHOUSE_MAX_BODY_BYTES", default_value_t = Limits::default().max_body)]
+    max_body_bytes: usize,
+    /// Largest request body once decompressed, in bytes (gzip and zstd bombs stop here; 413).
+    #[arg(
+        long,
+        env = "GATEHOUSE_MAX_DECODED_BODY_BYTES",
+        default_value_t = Limits::default().max_decoded
+    )]
+    max_decoded_body_bytes: usize,
+    /// Page origins browsers may call the SDK endpoints (/v1, /v2) from: `*` for any (client
+    /// keys are public), a list such as https://app.example.com, or empty for none.
+    #[arg(
+        long,
+        env = "GATEHOUSE_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    cors_origins: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -337,6 +356,14 @@ fn embedded_kafka(
 /// after the front door has drained and flushed so that the last events reach Parquet.
 async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result<(), String> {
     let demo = sink.is_some();
+    let cors = ingest::cors::CorsOrigins::parse(&args.cors_origins)?;
+    if args.max_body_bytes == 0 || args.max_decoded_body_bytes == 0 {
+        return Err("--max-body-bytes and --max-decoded-body-bytes must be above 0".into());
+    }
+    let limits = Limits {
+        max_body: args.max_body_bytes,
+        max_decoded: args.max_decoded_body_bytes,
+    };
     // The embedded Kafka lives as long as the server.
     let mut _embedded = None;
     let brokers = match &args.kafka.kafka_brokers {
@@ -445,6 +472,8 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
         events: Some(Arc::new(events)),
         sink_stats: demo.then(|| sink_stats.clone()),
         dedupe,
+        limits,
+        cors,
         ..AppState::default()
     });
     if let Some(dedupe) = &state.dedupe {

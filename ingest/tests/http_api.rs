@@ -269,6 +269,55 @@ async fn initialize_decodes_browser_bodies() {
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
+/// A web page on another origin may call the SDK endpoints: preflights are answered without
+/// a key, and every SDK answer (errors included) carries `Access-Control-Allow-Origin`; the
+/// console does not, and neither do requests that are not from a browser.
+#[tokio::test]
+async fn browsers_may_call_the_sdk_endpoints_from_any_origin() {
+    let s = Server::start(&specs()).await;
+    let page = ("origin", "https://app.example.com");
+    let (status, headers, body) = s
+        .send(
+            Method::OPTIONS,
+            "/v1/rgstr",
+            &[
+                page,
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "statsig-api-key"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(body.is_empty());
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert_eq!(headers["access-control-allow-methods"], "GET, POST");
+    assert_eq!(headers["access-control-allow-headers"], "statsig-api-key");
+
+    let user = json!({"user": {"userID": "u1"}}).to_string();
+    let init = format!("/v1/initialize?k={CLIENT}");
+    for (path, expected) in [
+        (init.as_str(), StatusCode::OK),
+        ("/v1/initialize?k=client-unknown", StatusCode::UNAUTHORIZED),
+    ] {
+        let (status, headers, _) = s.send(Method::POST, path, &[page], user.clone()).await;
+        assert_eq!(status, expected, "{path}");
+        assert_eq!(headers["access-control-allow-origin"], "*", "{path}");
+    }
+    let (_, headers, _) = s.send(Method::POST, &init, &[], user.clone()).await;
+    assert!(!headers.contains_key("access-control-allow-origin"));
+    let (status, headers, _) = s
+        .send(
+            Method::OPTIONS,
+            "/console/v1/gates",
+            &[page, ("access-control-request-method", "POST")],
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!headers.contains_key("access-control-allow-origin"));
+}
+
 /// The evaluation answers in Statsig's shapes, keys in its order, and names sent with JSON
 /// escapes read as the names they spell.
 #[tokio::test]

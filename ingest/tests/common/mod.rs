@@ -110,6 +110,18 @@ impl Server {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> (StatusCode, Bytes) {
+        let (status, _, body) = self.send(method, path, headers, body).await;
+        (status, body)
+    }
+
+    /// Like [`Server::call`], with the response headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, hyper::HeaderMap, Bytes) {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("http://{}{}", self.addr, path));
@@ -121,8 +133,12 @@ impl Server {
             .request(req.body(Full::new(body.into())).unwrap())
             .await
             .unwrap();
-        let status = resp.status();
-        (status, resp.into_body().collect().await.unwrap().to_bytes())
+        let (parts, body) = resp.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.unwrap().to_bytes(),
+        )
     }
 
     pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
