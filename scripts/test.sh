@@ -5,8 +5,8 @@
 #
 #   scripts/test.sh            (what .ci/run calls)
 #
-# Needs: cargo (with rustfmt and clippy), python3, Java 17 + Maven (installed with apt-get
-# when missing). Starts a real Apache Kafka broker for the tests and stops it at exit.
+# Needs: cargo (with rustfmt and clippy), python3, Node 20 with npm, Java 17 + Maven and a
+# headless Chromium (both installed with apt-get when missing). Starts a real Apache Kafka broker for the tests and stops it at exit.
 # Caches under .cache/ (override with GATEHOUSE_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,9 +43,19 @@ fi
   -r evaluator/tests/conformance/requirements.txt -r ingest/tests/sdk/requirements.txt \
   -r sink/tests/requirements.txt
 
-step "node: @statsig/js-client (npm)"
+step "node: @statsig/js-client and puppeteer-core (npm); headless Chromium (apt)"
 command -v node >/dev/null || { echo "missing: node" >&2; exit 1; }
 (cd ingest/tests/sdk/js && npm ci --no-audit --no-fund --loglevel=error)
+export CHROMIUM=${CHROMIUM:-/usr/bin/chromium-headless-shell}
+if [ ! -x "$CHROMIUM" ]; then
+  if command -v apt-get >/dev/null; then
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends chromium-headless-shell >/dev/null
+  else
+    echo "missing: headless Chromium (set CHROMIUM to its binary)" >&2; exit 1
+  fi
+fi
+"$CHROMIUM" --version
 
 step "conformance vectors reproduce from the SDKs"
 "$venv/bin/python" evaluator/tests/conformance/gen_vectors.py --check 2> "$cache/gen_vectors.stderr" \

@@ -7,7 +7,12 @@ Gatehouse's own `/v1/check_gate`, `/v1/get_config` and `/v1/get_layer` give for 
 users. Where the two SDKs are known to disagree (tests/data conformance vectors record it),
 the legacy SDK is compared only on specs where it agrees with the core SDK.
 
-Then each SDK logs a custom event and flushes: both events must arrive in Kafka (the broker
+`@statsig/js-client` initializes from `/v1/initialize` twice: under Node (js/js_client.mjs)
+and as its browser build in headless Chromium on a page of another origin (js/browser.mjs:
+CORS, `se=1` bodies, the preflight its `/v1/rgstr` headers cost, gzip from the browser's
+CompressionStream). Its values must equal the server API's, and no request may fail.
+
+Then each SDK logs a custom event and flushes: every event must arrive in Kafka (the broker
 in GATEHOUSE_KAFKA_BROKERS, else the server's embedded one is not reachable and this part is
 skipped with a note), read back with confluent-kafka.
 
@@ -58,23 +63,41 @@ def wait_ready(base, proc):
     sys.exit("gatehouse did not become ready in 30 s")
 
 
-def js_client(base, cases, marker):
-    """@statsig/js-client initializes from /v1/initialize; its values must equal the server API's.
-
-    Only users with a stableID: js-client invents one otherwise, and stableID-keyed specs would
+def js_users(cases):
+    """Users with a stableID: js-client invents one otherwise, and stableID-keyed specs would
     then legitimately differ from a server call without it."""
-    users = [c["user"] for c in cases if (c["user"].get("customIDs") or {}).get("stableID")][:JS_USERS]
+    return [c["user"] for c in cases if (c["user"].get("customIDs") or {}).get("stableID")][:JS_USERS]
+
+
+def js_client(base, cases, marker, script, label):
+    """@statsig/js-client (run by `script`: under Node, or in a browser) initializes from
+    /v1/initialize; its values must equal the server API's."""
+    users = js_users(cases)
     v1 = json.load(open(os.path.join(os.path.dirname(__file__), "../../../evaluator/tests/data/conformance_v1.json")))
     gates = [s["name"] for s in v1["feature_gates"] if s["entity"] not in ("segment", "holdout")]
     configs = [s["name"] for s in v1["dynamic_configs"]]
-    out = subprocess.run(["node", os.path.join(JS_DIR, "js_client.mjs"), base, CLIENT,
+    out = subprocess.run(["node", os.path.join(JS_DIR, script), base, CLIENT,
                           json.dumps({"users": users, "gates": gates, "configs": configs}), marker],
-                         capture_output=True, text=True, timeout=300, check=True)
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        print(out.stderr[-4000:])
+        return 0, 1
     result = json.loads(out.stdout.strip().splitlines()[-1])
     passed = failed = 0
-    print(f"js-client initialized from gatehouse /v1/initialize: {result['initialized']}")
+    print(f"{label} initialized from gatehouse /v1/initialize: {result['initialized']}")
     if not result["initialized"]:
         failed += 1
+    for request in result.get("failedRequests", []):
+        failed += 1
+        print(f"{label}: request failed: {request}")
+    if "bodyEncodings" in result:  # the browser: its own encodings and a preflight were used
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+            preflights = sum(float(line.split()[-1]) for line in resp.read().decode().splitlines()
+                             if line.startswith('gatehouse_requests_total{endpoint="preflight",status="204"}'))
+        used = {**result["bodyEncodings"], "preflight": preflights}
+        print(f"{label} requests with se=1, gz=1, and CORS preflights answered: {used}")
+        ok = all(n > 0 for n in used.values())
+        passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
     for answer in result["answers"]:
         user = answer["user"]
         ours = post(base, "/v1/check_gate", {"user": user, "gateNames": gates})
@@ -83,14 +106,14 @@ def js_client(base, cases, marker):
                 passed += 1
             else:
                 failed += 1
-                print(f"MISMATCH js-client gate {g} user={json.dumps(user)}: js={answer['gates'][g]} gatehouse={ours[g]['value']}")
+                print(f"MISMATCH {label} gate {g} user={json.dumps(user)}: js={answer['gates'][g]} gatehouse={ours[g]['value']}")
         for c in configs:
             mine = post(base, "/v1/get_config", {"user": user, "configName": c})["value"]
             if answer["configs"][c] == mine:
                 passed += 1
             else:
                 failed += 1
-                print(f"MISMATCH js-client config {c} user={json.dumps(user)}: js={answer['configs'][c]} gatehouse={mine}")
+                print(f"MISMATCH {label} config {c} user={json.dumps(user)}: js={answer['configs'][c]} gatehouse={mine}")
     return passed, failed
 
 
@@ -187,20 +210,23 @@ def main():
                             print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
         print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
         marker = f"run-{os.getpid()}-{time.time()}"
-        js_passed, js_failed = js_client(base, cases, marker)
-        passed, failed = passed + js_passed, failed + js_failed
+        for script, label in (("js_client.mjs", "js-client (Node)"),
+                              ("browser.mjs", "js-client (headless Chromium, cross-origin)")):
+            js_passed, js_failed = js_client(base, cases, marker, script, label)
+            passed, failed = passed + js_passed, failed + js_failed
         core_sdk.log_event(core.StatsigUser(user_id="core-user"), "sdk_check_core", marker, {"sdk": "core"})
         statsig.log_event(__import__("statsig").StatsigEvent(
             StatsigUser(user_id="legacy-user"), "sdk_check_legacy", value=marker, metadata={"sdk": "legacy"}))
         core_sdk.shutdown().wait()
         statsig.shutdown()
         if brokers:
-            arrived = read_events(brokers, events_topic, {"sdk_check_core", "sdk_check_legacy", "sdk_check_js"})
-            js_user = next(c["user"] for c in cases if (c["user"].get("customIDs") or {}).get("stableID"))
+            js_events = ("sdk_check_js", "sdk_check_browser", "sdk_check_browser_gzip")
+            arrived = read_events(brokers, events_topic, {"sdk_check_core", "sdk_check_legacy", *js_events})
+            js_user = js_users(cases)[0]
+            js_unit = js_user.get("userID") or js_user["customIDs"]["stableID"]
             for name, user_id, sdk_type in (("sdk_check_core", "core-user", "statsig-server-core-python"),
                                             ("sdk_check_legacy", "legacy-user", "py-server"),
-                                            ("sdk_check_js", js_user.get("userID") or js_user["customIDs"]["stableID"],
-                                             "javascript-client")):
+                                            *((name, js_unit, "javascript-client") for name in js_events)):
                 event = arrived.get(name)
                 ok = (event is not None and event["value"] == marker and event["unit_id"] == user_id
                       and event["sdk_type"] == sdk_type and event["schema_version"] == 1)
