@@ -57,25 +57,46 @@ impl CorsOrigins {
             .map(CorsOrigins::Only)
     }
 
-    /// The `Access-Control-Allow-Origin` value for `req`, if it is a browser's cross-origin
-    /// request to an SDK endpoint from an allowed origin.
-    pub fn allow(&self, req: &Request<impl Sized>) -> Option<HeaderValue> {
-        let origin = req.headers().get(ORIGIN)?;
+    /// The CORS headers a reply to `req` takes: none off the SDK endpoints, nor for a request
+    /// without `Origin` when any origin is allowed.
+    pub fn headers_for(&self, req: &Request<impl Sized>) -> Option<CorsHeaders> {
         let path = req.uri().path();
         if !(path.starts_with("/v1/") || path.starts_with("/v2/")) {
             return None;
         }
+        let origin = req.headers().get(ORIGIN);
         match self {
-            CorsOrigins::Any => Some(HeaderValue::from_static("*")),
-            CorsOrigins::Only(allowed) => allowed.iter().find(|a| *a == origin).cloned(),
+            CorsOrigins::Any => origin.map(|_| CorsHeaders {
+                allow_origin: Some(HeaderValue::from_static("*")),
+                vary: false,
+            }),
+            // The answer depends on the origin, so caches must key on it, even when it is
+            // absent or refused.
+            CorsOrigins::Only(allowed) => Some(CorsHeaders {
+                allow_origin: origin.and_then(|o| allowed.iter().find(|a| *a == o).cloned()),
+                vary: true,
+            }),
         }
     }
+}
 
-    /// Adds the allowed origin to a reply (with `Vary: Origin` when it depends on it).
-    pub fn decorate(&self, reply: &mut Reply, allowed: HeaderValue) {
+/// The CORS headers of one reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsHeaders {
+    /// `Access-Control-Allow-Origin`, when the request's origin is allowed.
+    pub allow_origin: Option<HeaderValue>,
+    /// `Vary: Origin`, when the answer depends on the origin.
+    pub vary: bool,
+}
+
+impl CorsHeaders {
+    /// Adds the headers to a reply.
+    pub fn apply(self, reply: &mut Reply) {
         let headers = reply.headers_mut();
-        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
-        if matches!(self, CorsOrigins::Only(_)) {
+        if let Some(origin) = self.allow_origin {
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        }
+        if self.vary {
             headers.append(VARY, HeaderValue::from_static("origin"));
         }
     }
@@ -145,19 +166,35 @@ mod tests {
         };
         let any = CorsOrigins::Any;
         let listed = CorsOrigins::parse(&strings(&["https://a.example"])).unwrap();
-        let from_a = request("/v1/initialize", Some("https://a.example"));
-        assert_eq!(any.allow(&from_a).unwrap(), "*");
-        assert_eq!(listed.allow(&from_a).unwrap(), "https://a.example");
-        let from_b = request(
-            "/v2/download_config_specs/k.json",
-            Some("https://b.example"),
-        );
-        assert_eq!(any.allow(&from_b).unwrap(), "*");
-        assert_eq!(listed.allow(&from_b), None);
-        assert_eq!(any.allow(&request("/v1/initialize", None)), None);
+        let allowed = |cors: &CorsOrigins, req| cors.headers_for(&req).map(|h| h.allow_origin);
+        let from_a = || request("/v1/initialize", Some("https://a.example"));
         assert_eq!(
-            any.allow(&request("/console/v1/gates", Some("https://a.example"))),
-            None
+            allowed(&any, from_a()),
+            Some(Some(HeaderValue::from_static("*")))
         );
+        assert_eq!(
+            allowed(&listed, from_a()),
+            Some(Some(HeaderValue::from_static("https://a.example")))
+        );
+        let from_b = || {
+            request(
+                "/v2/download_config_specs/k.json",
+                Some("https://b.example"),
+            )
+        };
+        assert_eq!(
+            allowed(&any, from_b()),
+            Some(Some(HeaderValue::from_static("*")))
+        );
+        assert_eq!(allowed(&listed, from_b()), Some(None));
+        let not_a_browser = || request("/v1/initialize", None);
+        assert_eq!(allowed(&any, not_a_browser()), None);
+        assert_eq!(allowed(&listed, not_a_browser()), Some(None));
+        let console = || request("/console/v1/gates", Some("https://a.example"));
+        assert_eq!(allowed(&any, console()), None);
+        assert_eq!(allowed(&listed, console()), None);
+        // A listed-origins answer always varies by origin; an any-origin one never does.
+        assert!(listed.headers_for(&not_a_browser()).unwrap().vary);
+        assert!(!any.headers_for(&from_a()).unwrap().vary);
     }
 }

@@ -163,13 +163,15 @@ pub async fn serve(
 /// One request: route, run, count.
 async fn handle(state: &AppState, req: Request<Incoming>, _peer: SocketAddr) -> Reply {
     let started = Instant::now();
-    let allowed_origin = state.cors.allow(&req);
-    let (endpoint, mut reply) = match &allowed_origin {
-        Some(_) if crate::cors::is_preflight(&req) => ("preflight", crate::cors::preflight(&req)),
+    let cors = state.cors.headers_for(&req);
+    let (endpoint, mut reply) = match &cors {
+        Some(c) if c.allow_origin.is_some() && crate::cors::is_preflight(&req) => {
+            ("preflight", crate::cors::preflight(&req))
+        }
         _ => route(state, req).await,
     };
-    if let Some(origin) = allowed_origin {
-        state.cors.decorate(&mut reply, origin);
+    if let Some(cors) = cors {
+        cors.apply(&mut reply);
     }
     state
         .metrics

@@ -130,6 +130,7 @@ fn only_the_listed_origins_may_call_from_a_browser() {
     let other = preflight("https://evil.example.com");
     assert!(other.starts_with("http/1.1 405"), "{other}");
     assert!(!other.contains("access-control-allow-origin"), "{other}");
+    assert!(other.contains("vary: origin\r\n"), "{other}");
     let answer = request(
         port,
         "POST",
