@@ -1,11 +1,12 @@
 //! Cross-origin access for browser SDKs.
 //!
 //! `@statsig/js-client` runs in web pages and calls the SDK endpoints (`/v1/initialize`,
-//! `/v1/rgstr`, …) from the page's origin, which is never the server's. A browser hands the
+//! `/v1/rgstr`, …) from the page's origin, usually not the server's. A browser hands the
 //! answer to the SDK only if it carries `Access-Control-Allow-Origin`, and sends an `OPTIONS`
 //! preflight first when the SDK adds a header of its own. Client keys are public by design
-//! and no cookie is involved, so any origin is allowed by default, as Statsig's API does;
-//! `--cors-origins` narrows it to a list. The console API is never opened to browsers.
+//! and no cookie is involved, so any origin is allowed by default, as Statsig's own API must
+//! allow for its browser SDK; `--cors-origins` narrows it to a list. The console API is never
+//! opened to browsers.
 
 use hyper::header::{
     HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
