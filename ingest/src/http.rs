@@ -2,10 +2,13 @@
 //! (compression, Statsig encoding, size limits) and JSON errors.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -19,19 +22,26 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::api;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::rules::LiveRules;
 
-/// Request limits.
+/// Request and connection limits: what one client can hold of the server.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest body accepted as sent (compressed or not).
     pub max_body: usize,
     /// Largest body after decompression (gzip/zstd bombs stop here).
     pub max_decoded: usize,
+    /// How long a client may be silent: a connection with no request started and none in
+    /// flight for this long is closed (a kept-alive connection left idle, or a head never
+    /// finished), and a body not received within it gets 408, which SDKs retry.
+    pub read_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -39,6 +49,8 @@ impl Default for Limits {
         Limits {
             max_body: 1 << 20,
             max_decoded: 16 << 20,
+            read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
 }
@@ -124,16 +136,24 @@ impl ApiError {
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(state.limits.max_connections));
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+        let accept = async {
+            // A slot first: past the limit, connections wait in the kernel's backlog.
+            let slot = slots.clone().acquire_owned().await;
+            (slot, listener.accept().await)
+        };
+        let (slot, stream, peer) = tokio::select! {
+            (slot, accepted) = accept => match accepted {
+                Ok((stream, peer)) => (slot, stream, peer),
                 Err(error) => {
+                    // Out of file descriptors, say: retrying at once would spin.
                     tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -143,21 +163,79 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
-        let state = state.clone();
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
+        let connection = Arc::new(Connection {
+            state: state.clone(),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+        });
+        let service = service_fn({
+            let connection = connection.clone();
+            move |req| {
+                connection.started.fetch_add(1, Ordering::Relaxed);
+                let connection = connection.clone();
+                async move {
+                    let reply = handle(&connection.state, req, peer).await;
+                    connection.finished.fetch_add(1, Ordering::Relaxed);
+                    Ok::<_, Infallible>(reply)
+                }
+            }
         });
         let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
+        let metrics = &connection.state.metrics;
+        metrics.connections_open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
+            connection.serve_until_idle(conn).await;
+            let metrics = &connection.state.metrics;
+            metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// One connection's requests, counted so that an idle or stalled connection can be closed
+/// without a timer per request.
+struct Connection {
+    state: Arc<AppState>,
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl Connection {
+    /// Runs `conn` to its end, or drops it (closing the socket) once a whole read timeout has
+    /// passed with no request started and none in flight: a kept-alive connection left idle,
+    /// or a client that never finishes sending a head. Either is closed 1–2 timeouts after
+    /// its last request.
+    async fn serve_until_idle<E: std::fmt::Display>(
+        &self,
+        conn: impl Future<Output = Result<(), E>>,
+    ) {
+        tokio::pin!(conn);
+        let mut started_before = u64::MAX;
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut conn => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = tokio::time::sleep(self.state.limits.read_timeout) => {
+                    let started = self.started.load(Ordering::Relaxed);
+                    if started == started_before && self.finished.load(Ordering::Relaxed) == started {
+                        tracing::debug!("closing an idle connection");
+                        let metrics = &self.state.metrics;
+                        metrics.connections_closed_idle.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    started_before = started;
+                }
+            }
+        }
+    }
 }
 
 /// One request: route, run, count.
@@ -374,13 +452,29 @@ async fn decode(limits: Limits, req: Request<Incoming>) -> Result<Decoded, ApiEr
             format!("body over {} bytes", limits.max_body),
         )
     };
-    let raw = match Limited::new(body, limits.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(error) => {
+    let mut collect = std::pin::pin!(Limited::new(body, limits.max_body).collect());
+    // Most bodies arrive with the head: only one still on its way arms a timer.
+    let first_poll = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let collected = match first_poll {
+        Poll::Ready(collected) => Ok(collected),
+        Poll::Pending => tokio::time::timeout(limits.read_timeout, collect).await,
+    };
+    let raw = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Ok(Err(error)) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("could not read the body: {error}"),
+            ))
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    limits.read_timeout.as_secs_f64()
+                ),
             ))
         }
     };

@@ -121,6 +121,14 @@ struct ServeArgs {
         default_value_t = Limits::default().max_decoded
     )]
     max_decoded_body_bytes: usize,
+    /// Seconds a client may be silent: a connection with no request for 1–2 times this long
+    /// is closed (idle keep-alive, or a head never finished); a body not received within it
+    /// gets 408.
+    #[arg(long, env = "GATEHOUSE_READ_TIMEOUT_SECS", default_value_t = Limits::default().read_timeout.as_secs())]
+    read_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
     /// Page origins browsers may call the SDK endpoints (/v1, /v2) from: `*` for any (client
     /// keys are public), a list such as https://app.example.com, or empty for none.
     #[arg(
@@ -357,12 +365,21 @@ fn embedded_kafka(
 async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result<(), String> {
     let demo = sink.is_some();
     let cors = ingest::cors::CorsOrigins::parse(&args.cors_origins)?;
-    if args.max_body_bytes == 0 || args.max_decoded_body_bytes == 0 {
-        return Err("--max-body-bytes and --max-decoded-body-bytes must be above 0".into());
+    for (flag, value) in [
+        ("--max-body-bytes", args.max_body_bytes),
+        ("--max-decoded-body-bytes", args.max_decoded_body_bytes),
+        ("--read-timeout-secs", args.read_timeout_secs as usize),
+        ("--max-connections", args.max_connections),
+    ] {
+        if value == 0 {
+            return Err(format!("{flag} must be above 0"));
+        }
     }
     let limits = Limits {
         max_body: args.max_body_bytes,
         max_decoded: args.max_decoded_body_bytes,
+        read_timeout: Duration::from_secs(args.read_timeout_secs),
+        max_connections: args.max_connections,
     };
     // The embedded Kafka lives as long as the server.
     let mut _embedded = None;

@@ -1,5 +1,5 @@
 //! Prometheus metrics: requests by endpoint and status, a latency histogram per endpoint,
-//! and the ruleset's version and age. Lock-free on the request path (atomics in a DashMap
+//! open and idle-closed connections, and the ruleset's version and age. Lock-free on the request path (atomics in a DashMap
 //! whose entries exist after the first request of each kind).
 
 use std::fmt::Write;
@@ -30,6 +30,10 @@ struct Histogram {
 pub struct Metrics {
     requests: DashMap<(&'static str, u16), AtomicU64>,
     latency: DashMap<&'static str, Histogram>,
+    /// Connections being served now (the gauge to hold against `--max-connections`).
+    pub connections_open: AtomicU64,
+    /// Connections closed for silence (`--read-timeout-secs`).
+    pub connections_closed_idle: AtomicU64,
 }
 
 impl Metrics {
@@ -98,6 +102,13 @@ impl Metrics {
                  gatehouse_request_duration_seconds_count{{endpoint=\"{endpoint}\"}} {count}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# TYPE gatehouse_connections_open gauge\ngatehouse_connections_open {}\n\
+             # TYPE gatehouse_connections_closed_idle_total counter\ngatehouse_connections_closed_idle_total {}",
+            self.connections_open.load(Ordering::Relaxed),
+            self.connections_closed_idle.load(Ordering::Relaxed)
+        );
         if let Some(sink) = &state.events {
             let _ = writeln!(
                 out,

@@ -1,5 +1,6 @@
 //! Flags of the real binary that in-process tests cannot reach: the body limits
-//! (`--max-body-bytes`, `--max-decoded-body-bytes`) and the browser origins (`--cors-origins`)
+//! (`--max-body-bytes`, `--max-decoded-body-bytes`), what slow or many clients get
+//! (`--read-timeout-secs`, `--max-connections`) and the browser origins (`--cors-origins`)
 //! reach the server they configure, and bad values stop it with a message naming the flag.
 
 use std::io::{Read, Write};
@@ -106,6 +107,92 @@ fn body_limits_are_the_ones_given() {
 }
 
 #[test]
+fn slow_clients_are_cut_off_after_the_read_timeout() {
+    let (_server, port) = start(&["--read-timeout-secs", "1"]);
+    let connect = || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+    // Half a head: the connection is closed within two timeouts.
+    let mut half_head = connect();
+    half_head
+        .write_all(b"POST /v1/initialize HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let read = half_head.read_to_end(&mut out);
+    let took = started.elapsed();
+    let closed = match &read {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "still open: {read:?}");
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+
+    // A body that stops short: 408, a status the SDKs retry.
+    let mut short_body = connect();
+    short_body
+        .write_all(b"POST /v1/initialize?k=client-flags HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"user\":")
+        .unwrap();
+    let mut answer = String::new();
+    short_body.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("the body did not arrive within 1 s"),
+        "{answer}"
+    );
+
+    // A kept-alive connection left idle is closed too.
+    let mut idle = connect();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    idle.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let metrics = request(port, "GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("gatehouse_connections_closed_idle_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gatehouse_connections_open 1\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn connections_past_the_limit_wait_for_a_free_slot() {
+    let (_server, port) = start(&["--max-connections", "1"]);
+    let holder = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // accepted: it holds the only slot
+    let mut waiting = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut first = [0u8; 1];
+    let early = waiting.read(&mut first);
+    assert!(early.is_err(), "answered past the limit: {early:?}");
+    drop(holder);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
 fn only_the_listed_origins_may_call_from_a_browser() {
     let (_server, port) = start(&[
         "--cors-origins",
@@ -162,6 +249,8 @@ fn bad_values_stop_the_server_naming_the_flag() {
         ),
         (&["--cors-origins", "*,https://a.example"], "--cors-origins"),
         (&["--max-body-bytes", "0"], "--max-body-bytes"),
+        (&["--read-timeout-secs", "0"], "--read-timeout-secs"),
+        (&["--max-connections", "0"], "--max-connections"),
     ] {
         let mut child = gatehouse(0, flags)
             .stdout(Stdio::null())

@@ -64,6 +64,7 @@ impl Server {
             limits: Limits {
                 max_body: 64 * 1024,
                 max_decoded: 256 * 1024,
+                ..Limits::default()
             },
             events,
             dedupe,
