@@ -1,5 +1,6 @@
 //! `gatehouse`: the command-line entry point.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,21 @@ use rdkafka::producer::DefaultProducerContext;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as `text`, or as `json` (one object per line) for a log pipeline.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// mimalloc rather than glibc malloc: a request allocates and frees small blocks on whichever
@@ -312,14 +328,20 @@ impl SinkArgs {
 
 #[tokio::main]
 async fn main() {
-    // Logs go to stderr: stdout carries data (`analyze --json`).
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    // Logs go to stderr: stdout carries data (`analyze --json`). Colours only on a terminal:
+    // escape codes in a log file or pipeline are noise.
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let result = match Cli::parse().command {
+        );
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let result = match cli.command {
         Command::Serve(args) => serve_front_door(args, None).await,
         Command::Sink {
             kafka,

@@ -1,7 +1,7 @@
 //! Flags of the real binary that in-process tests cannot reach: the body limits
 //! (`--max-body-bytes`, `--max-decoded-body-bytes`), what slow or many clients get
-//! (`--read-timeout-secs`, `--max-connections`) and the browser origins (`--cors-origins`)
-//! reach the server they configure, and bad values stop it with a message naming the flag.
+//! (`--read-timeout-secs`, `--max-connections`), the browser origins (`--cors-origins`) and
+//! the log format (`--log-format`) reach the server they configure, and bad values stop it with a message naming the flag.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -238,6 +238,31 @@ fn only_the_listed_origins_may_call_from_a_browser() {
     );
     assert!(answer.starts_with("http/1.1 200"), "{answer}");
     assert!(!answer.contains("access-control-allow-origin"), "{answer}");
+}
+
+#[test]
+fn logs_are_json_lines_when_asked_and_never_coloured_in_a_pipe() {
+    for format in ["json", "text"] {
+        let mut child = gatehouse(0, &["--log-format", format])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let _running = Running(child);
+        let first = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(!first.contains('\x1b'), "{first}");
+        if format == "json" {
+            let line: serde_json::Value = serde_json::from_str(&first).unwrap();
+            assert!(line["level"].is_string(), "{first}");
+            assert!(line["fields"]["message"].is_string(), "{first}");
+        } else {
+            assert!(serde_json::from_str::<serde_json::Value>(&first).is_err());
+        }
+    }
 }
 
 #[test]
