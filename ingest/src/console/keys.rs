@@ -1,0 +1,348 @@
+//! Keys over the console API: list, create (the secret shown once), update scopes and
+//! targets, revoke; both the console shape and the generic `api-keys` shape.
+
+use hyper::StatusCode;
+use serde_json::{json, Map, Value};
+
+use super::{
+    auth, body_object, commit, data, if_match, no_content, with_etag, Answer, ConsoleError,
+};
+use crate::control::specs::FieldError;
+use crate::control::state::Kind;
+use crate::control::{self, Control};
+use crate::http::{json_reply, AppState, Decoded};
+use crate::keys::{Access, KeyKind, KeyRecord, KNOWN_SCOPES};
+use crate::rules::now_ms;
+
+/// A key document as the API shows it (never the secret, nor its digest).
+pub(super) fn key_view(doc: &Value, record: Option<&KeyRecord>, generic: bool) -> Value {
+    let last_used = record.and_then(KeyRecord::last_used_ms);
+    let mut view = json!({
+        "id": doc["id"], "prefix": doc["prefix"], "type": doc["type"],
+        "description": doc["description"], "scopes": doc["scopes"],
+        "environments": doc["environments"], "targetAppID": doc["targetAppID"],
+        "secondaryTargetAppIDs": doc["secondaryTargetAppIDs"], "status": doc["status"],
+        "source": doc["source"], "created_at": doc["createdTime"], "last_used_at": last_used,
+    });
+    if generic {
+        view["name"] = doc["description"].clone();
+    }
+    view
+}
+
+/// The document of a key given by a start-up flag, for listing and for revoking it.
+fn seed_doc(record: &KeyRecord) -> Value {
+    let kind = match record.kind {
+        KeyKind::Server => "SERVER",
+        KeyKind::Client => "CLIENT",
+        KeyKind::Console => "CONSOLE",
+    };
+    let mut scopes: Vec<&String> = record.scopes.iter().collect();
+    scopes.sort();
+    json!({"id": record.id, "digest": hex(&record.digest), "prefix": null, "type": kind,
+           "description": "given by a start-up flag", "scopes": scopes, "environments": [],
+           "targetAppID": record.target_app, "secondaryTargetAppIDs": [], "status": "active",
+           "source": "flag", "createdTime": null})
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn all_keys(
+    state: &AppState,
+    control: &Control,
+) -> Vec<(Value, Option<std::sync::Arc<KeyRecord>>)> {
+    let st = control.lock_state();
+    let mut out: Vec<_> = st
+        .live(Kind::Key)
+        .map(|(id, _, doc)| (doc.clone(), state.keys.by_id(id)))
+        .collect();
+    for seed in state.keys.seeded() {
+        if st.get(Kind::Key, &seed.id).is_none() {
+            out.push((seed_doc(&seed), Some(seed)));
+        }
+    }
+    out
+}
+
+pub(super) fn list_keys(
+    state: &AppState,
+    control: &Control,
+    req: &Decoded,
+    generic: bool,
+) -> Answer {
+    auth(state, req, Access::ManageKeys)?;
+    let wanted = |doc: &Value| {
+        let filter = |param: &str, field: &str| {
+            req.param(param).is_none_or(|want| {
+                doc[field] == want
+                    || doc[field]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|v| v == want))
+            })
+        };
+        filter("primaryTargetApp", "targetAppID") && filter("environment", "environments")
+    };
+    let keys: Vec<Value> = all_keys(state, control)
+        .iter()
+        .filter(|(doc, _)| wanted(doc))
+        .map(|(doc, record)| key_view(doc, record.as_deref(), generic))
+        .collect();
+    Ok(if generic {
+        json_reply(StatusCode::OK, &json!({"api_keys": keys}))
+    } else {
+        data(StatusCode::OK, "Keys listed successfully.", keys.into())
+    })
+}
+
+fn find_key(
+    state: &AppState,
+    control: &Control,
+    id: &str,
+) -> Result<(Value, Option<std::sync::Arc<KeyRecord>>, u64), ConsoleError> {
+    if let Some(entry) = control.lock_state().get(Kind::Key, id) {
+        if let Some(doc) = &entry.doc {
+            return Ok((doc.clone(), state.keys.by_id(id), entry.version));
+        }
+    }
+    let seed = state
+        .keys
+        .seeded()
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ConsoleError::not_found("Key"))?;
+    Ok((seed_doc(&seed), Some(seed), 0))
+}
+
+pub(super) fn get_key(
+    state: &AppState,
+    control: &Control,
+    req: &Decoded,
+    id: &str,
+    generic: bool,
+) -> Answer {
+    auth(state, req, Access::ManageKeys)?;
+    let (doc, record, version) = find_key(state, control, id)?;
+    let view = key_view(&doc, record.as_deref(), generic);
+    Ok(with_etag(
+        if generic {
+            json_reply(StatusCode::OK, &view)
+        } else {
+            data(StatusCode::OK, "Key read successfully.", view)
+        },
+        version,
+    ))
+}
+
+/// The grants a create or update body sets (fields absent keep `base`'s).
+fn key_grants(
+    body: &Map<String, Value>,
+    base: &mut Value,
+    generic: bool,
+) -> Result<(), ConsoleError> {
+    let invalid = |field: &str, error: &str| {
+        ConsoleError::invalid(vec![FieldError {
+            property: field.into(),
+            error: error.into(),
+        }])
+    };
+    let strings = |field: &str| -> Result<Option<Vec<String>>, ConsoleError> {
+        match body.get(field) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or_else(|| invalid(field, "must be a list of strings")),
+            Some(_) => Err(invalid(field, "must be a list of strings")),
+        }
+    };
+    let description_field = if generic { "name" } else { "description" };
+    match body.get(description_field) {
+        None => {}
+        Some(Value::String(s)) => base["description"] = s.clone().into(),
+        Some(_) => return Err(invalid(description_field, "must be a string")),
+    }
+    if let Some(scopes) = strings("scopes")? {
+        let allowed: &[&str] = if generic {
+            &["read", "write", "admin"]
+        } else {
+            &KNOWN_SCOPES
+        };
+        if let Some(bad) = scopes.iter().find(|s| !allowed.contains(&s.as_str())) {
+            return Err(invalid(
+                "scopes",
+                &format!("unknown scope {bad:?}; known: {}", allowed.join(", ")),
+            ));
+        }
+        base["scopes"] = json!(scopes);
+    }
+    for field in ["environments", "secondaryTargetAppIDs"] {
+        if let Some(list) = strings(field)? {
+            base[field] = json!(list);
+        }
+    }
+    match body.get("targetAppID") {
+        None => {}
+        Some(v @ (Value::String(_) | Value::Null)) => base["targetAppID"] = v.clone(),
+        Some(_) => return Err(invalid("targetAppID", "must be a string or null")),
+    }
+    for field in body.keys() {
+        let known = [
+            description_field,
+            "scopes",
+            "environments",
+            "secondaryTargetAppIDs",
+            "targetAppID",
+            "type",
+        ];
+        if !known.contains(&field.as_str()) {
+            return Err(invalid(field, "unknown field"));
+        }
+    }
+    Ok(())
+}
+
+/// A new random key: the prefix of its type, then 40 base-62 characters (238 bits from the
+/// operating system's generator, through UUID v4).
+fn new_secret(kind: KeyKind) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let prefix = match kind {
+        KeyKind::Server => "secret-",
+        KeyKind::Client => "client-",
+        KeyKind::Console => "console-",
+    };
+    let mut random = u128::from_le_bytes(*uuid::Uuid::new_v4().as_bytes());
+    let mut more = u128::from_le_bytes(*uuid::Uuid::new_v4().as_bytes());
+    let mut out = String::from(prefix);
+    for i in 0..40 {
+        let source = if i < 20 { &mut random } else { &mut more };
+        out.push(ALPHABET[(*source % 62) as usize] as char);
+        *source /= 62;
+    }
+    out
+}
+
+pub(super) async fn create_key(
+    state: &AppState,
+    control: &std::sync::Arc<Control>,
+    req: &Decoded,
+    generic: bool,
+) -> Answer {
+    let actor = auth(state, req, Access::ManageKeys)?;
+    let body = body_object(req)?;
+    let kind = if generic {
+        KeyKind::Console
+    } else {
+        match body
+            .get("type")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            Some("SERVER") => KeyKind::Server,
+            Some("CLIENT") => KeyKind::Client,
+            Some("CONSOLE") => KeyKind::Console,
+            _ => {
+                return Err(ConsoleError::invalid(vec![FieldError {
+                    property: "type".into(),
+                    error: "required: SERVER, CLIENT or CONSOLE".into(),
+                }]))
+            }
+        }
+    };
+    let raw = new_secret(kind);
+    let digest = crate::keys::digest(&raw);
+    let id = crate::keys::key_id(&digest);
+    let default_scopes: Vec<&str> = match (generic, kind) {
+        (true, _) => vec!["read"],
+        (false, KeyKind::Console) => vec!["omni_read_only"],
+        (false, _) => vec![],
+    };
+    let type_name = match kind {
+        KeyKind::Server => "SERVER",
+        KeyKind::Client => "CLIENT",
+        KeyKind::Console => "CONSOLE",
+    };
+    let mut doc = json!({"id": id, "digest": hex(&digest), "prefix": &raw[..raw.len() - 36],
+        "type": type_name, "description": "", "scopes": default_scopes, "environments": [],
+        "targetAppID": null, "secondaryTargetAppIDs": [], "status": "active", "source": "console",
+        "createdTime": now_ms(), "createdBy": actor.id});
+    key_grants(&body, &mut doc, generic)?;
+    let version = commit(
+        control,
+        control::change(Kind::Key, &id, 0, Some(doc.clone()), &actor.id, "create"),
+    )
+    .await?;
+    let mut view = key_view(&doc, None, generic);
+    view["key"] = raw.into();
+    Ok(with_etag(
+        if generic {
+            json_reply(StatusCode::CREATED, &view)
+        } else {
+            data(StatusCode::CREATED, "Key created successfully.", view)
+        },
+        version,
+    ))
+}
+
+pub(super) async fn update_key(
+    state: &AppState,
+    control: &std::sync::Arc<Control>,
+    req: &Decoded,
+    id: &str,
+) -> Answer {
+    let actor = auth(state, req, Access::ManageKeys)?;
+    let body = body_object(req)?;
+    let (mut doc, record, version) = find_key(state, control, id)?;
+    if body.contains_key("type") {
+        return Err(ConsoleError::invalid(vec![FieldError {
+            property: "type".into(),
+            error: "a key's type cannot change; create a new key".into(),
+        }]));
+    }
+    if doc["status"] != "active" {
+        return Err(ConsoleError::new(
+            StatusCode::CONFLICT,
+            "the key is deactivated",
+        ));
+    }
+    let base = if_match(req)?.unwrap_or(version);
+    key_grants(&body, &mut doc, false)?;
+    let version = commit(
+        control,
+        control::change(Kind::Key, id, base, Some(doc.clone()), &actor.id, "update"),
+    )
+    .await?;
+    Ok(with_etag(
+        data(
+            StatusCode::OK,
+            "Key updated successfully.",
+            key_view(&doc, record.as_deref(), false),
+        ),
+        version,
+    ))
+}
+
+pub(super) async fn revoke_key(
+    state: &AppState,
+    control: &std::sync::Arc<Control>,
+    req: &Decoded,
+    id: &str,
+) -> Answer {
+    let actor = auth(state, req, Access::ManageKeys)?;
+    let (mut doc, _, version) = find_key(state, control, id)?;
+    if doc["status"] != "active" {
+        return Ok(no_content());
+    }
+    doc["status"] = "deactivated".into();
+    let base = if_match(req)?.unwrap_or(version);
+    commit(
+        control,
+        control::change(Kind::Key, id, base, Some(doc), &actor.id, "revoke"),
+    )
+    .await?;
+    Ok(no_content())
+}
