@@ -6,7 +6,8 @@
 #   scripts/test.sh            (what .ci/run calls)
 #
 # Needs: cargo (with rustfmt and clippy), python3, Node 20 with npm, Java 17 + Maven and a
-# headless Chromium (both installed with apt-get when missing). Starts a real Apache Kafka broker for the tests and stops it at exit.
+# headless Chromium (both installed with apt-get when missing). Starts a real Apache Kafka
+# broker for the tests and stops it at exit.
 # Caches under .cache/ (override with GATEHOUSE_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -128,7 +128,11 @@ struct ServeArgs {
     )]
     exposure_dedupe_max_entries: usize,
     /// Largest request body accepted as sent (compressed or not), in bytes; larger: 413.
-    #[arg(long, env = "GATEHOUSE_MAX_BODY_BYTES", default_value_t = Limits::default().max_body)]
+    #[arg(
+        long,
+        env = "GATEHOUSE_MAX_BODY_BYTES",
+        default_value_t = Limits::default().max_body
+    )]
     max_body_bytes: usize,
     /// Largest request body once decompressed, in bytes (gzip and zstd bombs stop here; 413).
     #[arg(
@@ -140,10 +144,18 @@ struct ServeArgs {
     /// Seconds a client may be silent: a connection with no request for 1–2 times this long
     /// is closed (idle keep-alive, or a head never finished); a body not received within it
     /// gets 408.
-    #[arg(long, env = "GATEHOUSE_READ_TIMEOUT_SECS", default_value_t = Limits::default().read_timeout.as_secs())]
+    #[arg(
+        long,
+        env = "GATEHOUSE_READ_TIMEOUT_SECS",
+        default_value_t = Limits::default().read_timeout.as_secs()
+    )]
     read_timeout_secs: u64,
     /// Connections served at once; more wait in the listen backlog until one closes.
-    #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    #[arg(
+        long,
+        env = "GATEHOUSE_MAX_CONNECTIONS",
+        default_value_t = Limits::default().max_connections
+    )]
     max_connections: usize,
     /// Page origins browsers may call the SDK endpoints (/v1, /v2) from: `*` for any (client
     /// keys are public), a list such as https://app.example.com, or empty for none.
