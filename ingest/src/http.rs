@@ -225,7 +225,8 @@ impl Connection {
                 }
                 () = tokio::time::sleep(self.state.limits.read_timeout) => {
                     let started = self.started.load(Ordering::Relaxed);
-                    if started == started_before && self.finished.load(Ordering::Relaxed) == started {
+                    let in_flight = self.finished.load(Ordering::Relaxed) != started;
+                    if started == started_before && !in_flight {
                         tracing::debug!("closing an idle connection");
                         let metrics = &self.state.metrics;
                         metrics.connections_closed_idle.fetch_add(1, Ordering::Relaxed);
