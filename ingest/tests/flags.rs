@@ -54,6 +54,10 @@ fn start(flags: &[&str]) -> (Running, u16) {
 /// The raw response (status line, headers, body) to one request.
 fn request(port: u16, method: &str, path: &str, headers: &[&str], body: &[u8]) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // A server that never answers fails the test instead of hanging it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
@@ -190,6 +194,20 @@ fn connections_past_the_limit_wait_for_a_free_slot() {
     let mut answer = String::new();
     waiting.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn every_closed_connection_gives_its_slot_back() {
+    let (_server, port) = start(&["--max-connections", "4"]);
+    // Far more connections than slots, one after another: a leaked slot would stall one.
+    for _ in 0..200 {
+        assert!(request(port, "GET", "/healthz", &[], b"").starts_with("http/1.1 200"));
+    }
+    let metrics = request(port, "GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("gatehouse_connections_open 1\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
