@@ -8,7 +8,8 @@ use bytes::Bytes;
 use evaluator::{
     DynValue, EvalContext, Evaluation, HashAlgorithm, InitializeRequest, Outcome, SpecKind, User,
 };
-use hyper::StatusCode;
+use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, VARY};
+use hyper::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -94,9 +95,10 @@ fn since_time(req: &Decoded, body: &Value) -> Option<i64> {
         .or_else(|| body.get("sinceTime").and_then(Value::as_i64))
 }
 
-/// `download_config_specs` in the v1 (`shape == 1`) or v2 shape; bodies are serialized once
-/// per ruleset version (and key scope: target app, environments). `{"has_updates":false}` (200, never an empty 204) when the SDK is
-/// current.
+/// `download_config_specs` in the v1 (`shape == 1`) or v2 shape; bodies are serialized and
+/// gzipped once per ruleset version (and key scope: target app, environments), and sent
+/// gzipped to SDKs that accept it. `{"has_updates":false}` (200, never an empty 204) when
+/// the SDK is current.
 pub fn download_config_specs(
     state: &AppState,
     req: Decoded,
@@ -115,27 +117,56 @@ pub fn download_config_specs(
         if since_time(&req, &body).is_some_and(|since| since >= rules.ruleset.time) {
             return Ok(json_reply(StatusCode::OK, &json!({"has_updates": false})));
         }
-        let bytes: Bytes = match crate::scope::Scope::of(&key) {
+        let scoped;
+        let bodies = match crate::scope::Scope::of(&key) {
             // A key bound to an app or environments gets only what it may see.
             Some(scope) => {
-                let bodies = rules.scoped(&scope).map_err(|e| {
+                scoped = rules.scoped(&scope).map_err(|e| {
                     ApiError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         format!("scoped specs: {e}"),
                     )
                 })?;
-                if shape == 1 {
-                    bodies.v1.clone()
-                } else {
-                    bodies.v2.clone()
-                }
+                &*scoped
             }
-            None if shape == 1 => rules.v1_body.clone(),
-            None => rules.v2_body.clone(),
+            None => &rules.bodies,
         };
-        Ok(bytes_reply(StatusCode::OK, bytes))
+        let specs = if shape == 1 { &bodies.v1 } else { &bodies.v2 };
+        let gzip = accepts_gzip(&req.headers);
+        let mut reply = bytes_reply(
+            StatusCode::OK,
+            if gzip { &specs.gzip } else { &specs.json }.clone(),
+        );
+        let headers = reply.headers_mut();
+        headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+        if gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        Ok(reply)
     })();
     result.unwrap_or_else(|error: ApiError| error.reply())
+}
+
+/// Whether `Accept-Encoding` takes gzip (`gzip`, `x-gzip` or `*`, not at `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            ["gzip", "x-gzip", "*"]
+                .iter()
+                .any(|g| name.eq_ignore_ascii_case(g))
+                && !refused
+        })
 }
 
 /// `log_event` / `rgstr`: every event to Kafka, answered 202 `{"success":true}` only once

@@ -18,23 +18,54 @@ use crate::scope::Scope;
 pub struct Compiled {
     /// The evaluator's compiled form.
     pub ruleset: Ruleset,
-    /// The v1-shape body (legacy server SDKs).
-    pub v1_body: Bytes,
-    /// The v2-shape body (core server SDKs).
-    pub v2_body: Bytes,
+    /// The bodies for keys without a scope.
+    pub bodies: SpecsBodies,
     /// When this version was swapped in (ms since the epoch).
     pub loaded_at_ms: u64,
     /// Bodies for scoped keys (target app, environments), built on first use.
-    scoped: dashmap::DashMap<Scope, Arc<ScopedBodies>>,
+    scoped: dashmap::DashMap<Scope, Arc<SpecsBodies>>,
 }
 
-/// The v1 and v2 bodies of one scope.
+/// The v1 and v2 `download_config_specs` bodies of one ruleset.
 #[derive(Debug)]
-pub struct ScopedBodies {
-    /// v1 shape.
-    pub v1: Bytes,
-    /// v2 shape.
-    pub v2: Bytes,
+pub struct SpecsBodies {
+    /// v1 shape (legacy server SDKs).
+    pub v1: SpecsBody,
+    /// v2 shape (core server SDKs).
+    pub v2: SpecsBody,
+}
+
+impl SpecsBodies {
+    fn of(ruleset: &Ruleset) -> SpecsBodies {
+        SpecsBodies {
+            v1: SpecsBody::new(&ruleset.to_v1()),
+            v2: SpecsBody::new(&ruleset.to_v2()),
+        }
+    }
+}
+
+/// One serialized body and its gzip form. Every server SDK asks for gzip, and a 100 kB
+/// body shrinks about tenfold; compressing per request would cost more than the answer.
+#[derive(Debug)]
+pub struct SpecsBody {
+    /// The JSON.
+    pub json: Bytes,
+    /// The JSON, gzipped.
+    pub gzip: Bytes,
+}
+
+impl SpecsBody {
+    fn new(payload: &Value) -> SpecsBody {
+        use std::io::Write;
+        let json = serde_json::to_vec(payload).unwrap_or_default();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let gzip = gz.write_all(&json).and_then(|()| gz.finish());
+        SpecsBody {
+            // Writing to a Vec cannot fail.
+            gzip: Bytes::from(gzip.unwrap_or_default()),
+            json: Bytes::from(json),
+        }
+    }
 }
 
 impl Compiled {
@@ -46,10 +77,8 @@ impl Compiled {
             tracing::warn!(%warning, "spec skipped");
         }
         ruleset.time = ruleset.time.max(min_time);
-        let body = |v: serde_json::Value| Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
         Ok(Compiled {
-            v1_body: body(ruleset.to_v1()),
-            v2_body: body(ruleset.to_v2()),
+            bodies: SpecsBodies::of(&ruleset),
             ruleset,
             loaded_at_ms: now_ms(),
             scoped: Default::default(),
@@ -57,7 +86,7 @@ impl Compiled {
     }
 
     /// The DCS bodies a scoped key gets, built once per version and scope.
-    pub fn scoped(&self, scope: &Scope) -> Result<Arc<ScopedBodies>, String> {
+    pub fn scoped(&self, scope: &Scope) -> Result<Arc<SpecsBodies>, String> {
         if let Some(bodies) = self.scoped.get(scope) {
             return Ok(bodies.clone());
         }
@@ -66,11 +95,7 @@ impl Compiled {
             Ruleset::from_slice(&serde_json::to_vec(&payload).map_err(|e| e.to_string())?)
                 .map_err(|e| e.to_string())?;
         ruleset.time = self.ruleset.time;
-        let body = |v: Value| Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-        let bodies = Arc::new(ScopedBodies {
-            v1: body(ruleset.to_v1()),
-            v2: body(ruleset.to_v2()),
-        });
+        let bodies = Arc::new(SpecsBodies::of(&ruleset));
         self.scoped.insert(scope.clone(), bodies.clone());
         Ok(bodies)
     }

@@ -105,6 +105,33 @@ async fn download_config_specs_in_both_shapes() {
         assert!(v2.get(required).is_some(), "v2 needs {required}");
     }
 
+    // SDKs that accept gzip get the body compressed once per version; `q=0` refuses it.
+    let v1_path = format!("/v1/download_config_specs/{SERVER}.json");
+    for (accept, gzipped) in [
+        ("gzip, deflate, br", true),
+        ("statsig-br, GZIP;q=0.5", true),
+        ("gzip;q=0, br", false),
+        ("identity", false),
+    ] {
+        let (status, headers, body) = s
+            .send(Method::GET, &v1_path, &[("accept-encoding", accept)], "")
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["vary"], "accept-encoding");
+        let json = if gzipped {
+            assert_eq!(headers["content-encoding"], "gzip", "{accept}");
+            assert!(body.len() * 4 < v1.len(), "{} of {}", body.len(), v1.len());
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain)
+                .unwrap();
+            Bytes::from(plain)
+        } else {
+            assert!(!headers.contains_key("content-encoding"), "{accept}");
+            body
+        };
+        assert_eq!(json, v1, "{accept}");
+    }
+
     let since = format!(
         "/v1/download_config_specs/{SERVER}.json?sinceTime={}",
         rs.time
