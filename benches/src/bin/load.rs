@@ -7,6 +7,8 @@
 //!       [--open-loop-percent P] [--warmup-seconds W] [--cores shared|split]
 //!       [--client-wait sleep|spin]
 //!
+//! `all` measures, each against the bare server or the raw producer: `check_gate`,
+//! `initialize`, `download_config_specs` (as JSON and gzipped), and `log_event`.
 //! First `check_gate` and `log_event` run unmeasured for W seconds each (default 3), so a
 //! freshly started broker's JIT warm-up is in no scenario.
 //! After the closed-loop runs, `check_gate` is driven open-loop at 70% (`P`) of the peak just
@@ -729,6 +731,19 @@ async fn batches(
     )
     .await;
     print("initialize (88 specs)", &init_run, Some(bare_per_second), 1);
+
+    // The ruleset's body, served as serialized (and gzipped) at publish time.
+    let specs = state.rules.get().unwrap();
+    for (accept, size) in [
+        ("identity", specs.bodies.v1.json.len()),
+        ("gzip", specs.bodies.v1.gzip.len()),
+    ] {
+        let headers = [("statsig-api-key", SERVER_KEY), ("accept-encoding", accept)];
+        let body = Bytes::from_static(b"{}");
+        let run = drive(addr, "/v1/download_config_specs", &headers, body, o).await;
+        let name = format!("download_config_specs v1, {accept} ({} kB)", size / 1000);
+        print(&name, &run, Some(bare_per_second), 1);
+    }
 
     let batch = log_event_batch();
     let events_opts = Options {
