@@ -1,7 +1,8 @@
 """Statsig's official server SDKs, unmodified, pointed at a running `gatehouse serve`.
 
-Both SDKs download the ruleset from Gatehouse (the core SDK `statsig-python-core` from
-`/v2/download_config_specs/<key>.json`, the legacy `statsig` from
+The SDKs download the ruleset from Gatehouse (the core SDK's Python and Node builds,
+`statsig-python-core` and `@statsig/statsig-node-core`, from
+`/v2/download_config_specs/<key>.json`; the legacy `statsig` from
 `/v1/download_config_specs/<key>.json`), evaluate locally, and must give the answers
 Gatehouse's own `/v1/check_gate`, `/v1/get_config` and `/v1/get_layer` give for the same
 users. Where the two SDKs are known to disagree (tests/data conformance vectors record it),
@@ -117,6 +118,18 @@ def js_client(base, cases, marker, script, label):
     return passed, failed
 
 
+def node_core(base, cases, marker):
+    """statsig-node-core evaluates every case from our v2 ruleset (js/node_core.mjs)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump([{"user": c["user"], "names": list(c["expected"])} for c in cases], f)
+        f.flush()
+        out = subprocess.run(["node", os.path.join(JS_DIR, "node_core.mjs"), base, SECRET, f.name, marker],
+                             capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        sys.exit(f"statsig-node-core failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def read_events(brokers, topic, names, timeout_s=60):
     """Custom events named in `names` from `topic`, by name."""
     from confluent_kafka import Consumer
@@ -167,8 +180,14 @@ def main():
                                                   rulesets_sync_interval=3600, idlists_sync_interval=3600))
         with open(vectors_path) as f:
             cases = json.load(f)["cases"][:USERS]
-        for case in cases:
+        marker = f"run-{os.getpid()}-{time.time()}"
+        node = node_core(base, cases, marker)
+        print(f"statsig-node-core initialized from gatehouse /v2/download_config_specs: {node['initialized']}")
+        if not node["initialized"]:
+            failed += 1
+        for case, node_answers in zip(cases, node["answers"]):
             user = case["user"]
+            node_answers = dict(zip(case["expected"], node_answers))
             legacy_differs = case.get("legacy_differs", {})
             kwargs = dict(user_id=user.get("userID"), email=user.get("email"), ip=user.get("ip"),
                           country=user.get("country"), locale=user.get("locale"),
@@ -183,21 +202,24 @@ def main():
             for name in case["expected"]:
                 if name.startswith("layer_") and "_exp_" not in name:
                     ours = post(base, "/v1/get_layer", {"user": user, "layerName": name})
-                    answers = [("core", core_sdk._INTERNAL_get_layer(cu, name, None)["ruleID"], ours["ruleID"])]
+                    answers = [("core", core_sdk._INTERNAL_get_layer(cu, name, None)["ruleID"], ours["ruleID"]),
+                               ("node-core", node_answers[name][1], ours["ruleID"])]
                     if lu is not None and "error" not in legacy_differs and name not in legacy_differs:
                         answers.append(("legacy", statsig.get_layer_with_exposure_logging_disabled(lu, name).rule_id,
                                         ours["ruleID"]))
                 elif name.startswith(("config_", "exp_", "layer_")):
                     ours = post(base, "/v1/get_config", {"user": user, "configName": name})
                     raw = core_sdk._INTERNAL_get_experiment(cu, name, None)
-                    answers = [("core", (raw["value"], raw["ruleID"]), (ours["value"], ours["group"]))]
+                    answers = [("core", (raw["value"], raw["ruleID"]), (ours["value"], ours["group"])),
+                               ("node-core", tuple(node_answers[name]), (ours["value"], ours["group"]))]
                     if lu is not None and "error" not in legacy_differs and name not in legacy_differs:
                         cfg = statsig.get_experiment_with_exposure_logging_disabled(lu, name)
                         answers.append(("legacy", (cfg.value, cfg.rule_id), (ours["value"], ours["group"])))
                 else:
                     ours = post(base, "/v1/check_gate", {"user": user, "gateName": name})
                     raw = core_sdk._INTERNAL_get_feature_gate(cu, name, None)
-                    answers = [("core", (raw["value"], raw["ruleID"]), (ours["value"], ours["rule_id"]))]
+                    answers = [("core", (raw["value"], raw["ruleID"]), (ours["value"], ours["rule_id"])),
+                               ("node-core", tuple(node_answers[name]), (ours["value"], ours["rule_id"]))]
                     if lu is not None and "error" not in legacy_differs and name not in legacy_differs:
                         gate = statsig.get_feature_gate(lu, name, log_exposure=False)
                         answers.append(("legacy", (gate.value, gate.rule_id), (ours["value"], ours["rule_id"])))
@@ -209,7 +231,6 @@ def main():
                         if failed <= 10:
                             print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
         print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
-        marker = f"run-{os.getpid()}-{time.time()}"
         for script, label in (("js_client.mjs", "js-client (Node)"),
                               ("browser.mjs", "js-client (headless Chromium, cross-origin)")):
             js_passed, js_failed = js_client(base, cases, marker, script, label)
@@ -221,11 +242,13 @@ def main():
         statsig.shutdown()
         if brokers:
             js_events = ("sdk_check_js", "sdk_check_browser", "sdk_check_browser_gzip")
-            arrived = read_events(brokers, events_topic, {"sdk_check_core", "sdk_check_legacy", *js_events})
+            arrived = read_events(brokers, events_topic,
+                                  {"sdk_check_core", "sdk_check_legacy", "sdk_check_node_core", *js_events})
             js_user = js_users(cases)[0]
             js_unit = js_user.get("userID") or js_user["customIDs"]["stableID"]
             for name, user_id, sdk_type in (("sdk_check_core", "core-user", "statsig-server-core-python"),
                                             ("sdk_check_legacy", "legacy-user", "py-server"),
+                                            ("sdk_check_node_core", "node-core-user", "statsig-server-core-node"),
                                             *((name, js_unit, "javascript-client") for name in js_events)):
                 event = arrived.get(name)
                 ok = (event is not None and event["value"] == marker and event["unit_id"] == user_id
