@@ -175,8 +175,21 @@ fn slow_clients_are_cut_off_after_the_read_timeout() {
 #[test]
 fn connections_past_the_limit_wait_for_a_free_slot() {
     let (_server, port) = start(&["--max-connections", "1"]);
-    let holder = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    std::thread::sleep(Duration::from_millis(200)); // accepted: it holds the only slot
+    // An answered request on a kept-alive connection: it has the only slot, and keeps it.
+    let mut holder = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    holder
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    holder
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut answered = Vec::new();
+    while !answered.ends_with(b"\"ok\"}") {
+        let mut chunk = [0u8; 512];
+        let n = holder.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answered));
+        answered.extend_from_slice(&chunk[..n]);
+    }
     let mut waiting = TcpStream::connect(("127.0.0.1", port)).unwrap();
     waiting
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
