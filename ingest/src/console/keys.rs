@@ -10,7 +10,7 @@ use super::{
 use crate::control::specs::FieldError;
 use crate::control::state::Kind;
 use crate::control::{self, Control};
-use crate::http::{json_reply, AppState, Decoded};
+use crate::http::{json_reply, AppState, Decoded, Reply};
 use crate::keys::{Access, KeyKind, KeyRecord, KNOWN_SCOPES};
 use crate::rules::now_ms;
 
@@ -125,14 +125,30 @@ pub(super) fn get_key(
     auth(state, req, Access::ManageKeys)?;
     let (doc, record, version) = find_key(state, control, id)?;
     let view = key_view(&doc, record.as_deref(), generic);
-    Ok(with_etag(
-        if generic {
-            json_reply(StatusCode::OK, &view)
-        } else {
-            data(StatusCode::OK, "Key read successfully.", view)
-        },
+    Ok(key_answer(
+        generic,
+        StatusCode::OK,
+        "Key read successfully.",
+        view,
         version,
     ))
+}
+
+/// One key in the caller's shape (the generic API's bare object, or the console's
+/// `{message, data}`), with its version as the `ETag`.
+fn key_answer(
+    generic: bool,
+    status: StatusCode,
+    message: &str,
+    view: Value,
+    version: u64,
+) -> Reply {
+    let reply = if generic {
+        json_reply(status, &view)
+    } else {
+        data(status, message, view)
+    };
+    with_etag(reply, version)
 }
 
 /// The grants a create or update body sets (fields absent keep `base`'s).
@@ -278,12 +294,12 @@ pub(super) async fn create_key(
     .await?;
     let mut view = key_view(&doc, None, generic);
     view["key"] = raw.into();
-    Ok(with_etag(
-        if generic {
-            json_reply(StatusCode::CREATED, &view)
-        } else {
-            data(StatusCode::CREATED, "Key created successfully.", view)
-        },
+    let created = "Key created successfully.";
+    Ok(key_answer(
+        generic,
+        StatusCode::CREATED,
+        created,
+        view,
         version,
     ))
 }
