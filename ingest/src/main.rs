@@ -579,8 +579,14 @@ async fn serve_sink_metrics(listener: tokio::net::TcpListener, stats: Arc<Mutex<
     use http_body_util::Full;
     use hyper::{body::Bytes, Response, StatusCode};
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, say: retrying at once would spin.
+                tracing::warn!(%error, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let stats = stats.clone();
         let service =
