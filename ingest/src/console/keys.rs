@@ -332,14 +332,9 @@ pub(super) async fn update_key(
         control::change(Kind::Key, id, base, Some(doc.clone()), &actor.id, "update"),
     )
     .await?;
-    Ok(with_etag(
-        data(
-            StatusCode::OK,
-            "Key updated successfully.",
-            key_view(&doc, record.as_deref(), false),
-        ),
-        version,
-    ))
+    let view = key_view(&doc, record.as_deref(), false);
+    let updated = "Key updated successfully.";
+    Ok(key_answer(false, StatusCode::OK, updated, view, version))
 }
 
 pub(super) async fn revoke_key(
