@@ -151,9 +151,7 @@ pub async fn serve(
             (slot, accepted) = accept => match accepted {
                 Ok((stream, peer)) => (slot, stream, peer),
                 Err(error) => {
-                    // Out of file descriptors, say: retrying at once would spin.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    after_accept_error(&error).await;
                     continue;
                 }
             },
@@ -193,6 +191,13 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Logs a failed `accept` and waits a little: the usual cause (out of file descriptors)
+/// persists, and retrying at once would spin a core.
+pub async fn after_accept_error(error: &std::io::Error) {
+    tracing::warn!(%error, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 /// One connection's requests, counted so that an idle or stalled connection can be closed

@@ -582,9 +582,7 @@ async fn serve_sink_metrics(listener: tokio::net::TcpListener, stats: Arc<Mutex<
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
-                // Out of file descriptors, say: retrying at once would spin.
-                tracing::warn!(%error, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                ingest::http::after_accept_error(&error).await;
                 continue;
             }
         };
