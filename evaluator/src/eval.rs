@@ -485,9 +485,7 @@ impl<'r> Walk<'r, '_> {
         };
         let rs = self.rs;
         self.st.bool_value = compare(op, value, &cond.target, &|list, id| {
-            rs.id_lists
-                .get(list)
-                .is_some_and(|keys| keys.contains(&crate::hash::id_list_key(id)))
+            rs.id_lists.contains(list, id)
         });
         Ok(())
     }
@@ -561,7 +559,9 @@ mod tests {
             "feature_gates": {"in_list": gate("list"), "ios_only": gate("app")}
         }))
         .unwrap();
-        rs.set_id_lists([("beta_list", vec!["u1".to_owned(), "u2".to_owned()])]);
+        let mut lists = crate::IdLists::default();
+        lists.insert_ids("beta_list", ["u1", "u2"]);
+        rs.set_id_lists(std::sync::Arc::new(lists));
         rs
     }
 

@@ -11,6 +11,7 @@ mod condition;
 mod country;
 mod eval;
 pub mod hash;
+mod id_lists;
 mod initialize;
 mod ruleset;
 pub mod ua;
@@ -19,6 +20,7 @@ mod value;
 
 pub use country::lookup as country_of_ip;
 pub use eval::{EvalContext, Evaluation, Outcome, SecondaryExposure};
+pub use id_lists::IdLists;
 pub use initialize::{HashAlgorithm, InitializeRequest};
 pub use ruleset::{Ruleset, RulesetError, SpecKind};
 pub use user::{User, UserError};

@@ -5,12 +5,14 @@
 //! `condition_map`), which is kept for re-serialization; evaluation uses the compiled form.
 
 use std::fmt;
+use std::sync::Arc;
 
 use ahash::{AHashMap, AHashSet};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::condition::{Condition, Kind, Name};
+use crate::id_lists::IdLists;
 use crate::initialize::{needs_escape, HashAlgorithm};
 use crate::value::DynValue;
 
@@ -131,7 +133,8 @@ pub struct Ruleset {
     pub(crate) default_environment: AHashMap<String, DynValue>,
     /// The same as JSON text, for the logged user (None when there is none).
     pub(crate) default_environment_text: Option<Box<RawValue>>,
-    pub(crate) id_lists: AHashMap<Box<str>, AHashSet<[u8; 8]>>,
+    /// The ID lists `in_segment_list` conditions look in (none until set).
+    pub(crate) id_lists: Arc<IdLists>,
     /// No spec name, nested gate name, rule id, id type, group name, explicit parameter or
     /// delegate name needs JSON escaping (nearly always so): initialize responses then copy
     /// them as they are.
@@ -168,15 +171,10 @@ impl Ruleset {
         self.specs[kind as usize].iter().map(|s| &*s.name)
     }
 
-    /// Replaces the ID lists (`list name -> unit ids`), hashing ids as Statsig's list files do.
-    pub fn set_id_lists<'a>(&mut self, lists: impl IntoIterator<Item = (&'a str, Vec<String>)>) {
-        self.id_lists = lists
-            .into_iter()
-            .map(|(name, ids)| {
-                let keys = ids.iter().map(|id| crate::hash::id_list_key(id)).collect();
-                (name.into(), keys)
-            })
-            .collect();
+    /// Replaces the ID lists. They are shared, not copied: a ruleset recompiled for a specs
+    /// change keeps the lists it had without hashing their ids again.
+    pub fn set_id_lists(&mut self, lists: Arc<IdLists>) {
+        self.id_lists = lists;
     }
 
     pub(crate) fn lookup(&self, kind: SpecKind, name: &str) -> Option<u32> {
@@ -438,7 +436,7 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
         app_id: str_field("app_id").map(DynValue::from_text),
         default_environment,
         default_environment_text,
-        id_lists: AHashMap::new(),
+        id_lists: Arc::default(),
         index,
         doc,
         warnings,
