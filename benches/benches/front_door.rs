@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     state
         .rules
-        .publish(ingest::rules::Compiled::build(&specs, 0).unwrap());
+        .publish(ingest::rules::Compiled::build(&specs, 0, Default::default()).unwrap());
     let mut headers = hyper::HeaderMap::new();
     headers.insert("statsig-api-key", KEY.parse().unwrap());
     headers.insert("content-type", "application/json".parse().unwrap());

@@ -8,13 +8,17 @@ use bytes::Bytes;
 use evaluator::{
     DynValue, EvalContext, Evaluation, HashAlgorithm, InitializeRequest, Outcome, SpecKind, User,
 };
-use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, VARY};
+use hyper::header::{
+    HeaderValue, ACCEPT_ENCODING, ACCEPT_RANGES, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE,
+    HOST, RANGE, VARY,
+};
 use hyper::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::http::{bytes_reply, json_reply, ApiError, AppState, Decoded, Reply};
+use crate::id_lists::ByteRange;
 use crate::keys::{Access, AuthError, KeyRecord};
 use crate::logging::{envelopes_from_batch, with_exposure, Origin, SdkMetadata};
 use crate::producer::SendError;
@@ -231,18 +235,94 @@ pub async fn log_batch(
     }
 }
 
-/// `get_id_lists`: the manifest of ID lists server SDKs download. Lists are not served yet
-/// (segments come through the ruleset), so the manifest is empty: SDKs then hold no lists.
+/// `get_id_lists`: the manifest of the ID lists server SDKs download (`--id-lists`), with
+/// file URLs on the host the SDK called (`X-Forwarded-Proto: https` behind a TLS proxy).
 pub fn get_id_lists(state: &AppState, req: Decoded, path_key: Option<String>) -> Reply {
-    match authenticate(
-        state,
-        &req,
-        path_key.as_deref(),
-        Access::DownloadConfigSpecs,
-    ) {
-        Ok(_) => json_reply(StatusCode::OK, &json!({})),
-        Err(error) => error.reply(),
-    }
+    let result = (|| {
+        authenticate(
+            state,
+            &req,
+            path_key.as_deref(),
+            Access::DownloadConfigSpecs,
+        )?;
+        let rules = live_rules(state)?;
+        let base = public_base(&req.headers).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "a Host header is needed: the ID list file URLs are built from it",
+            )
+        })?;
+        Ok(json_reply(StatusCode::OK, &rules.id_lists.manifest(&base)))
+    })();
+    result.unwrap_or_else(|error: ApiError| error.reply())
+}
+
+/// `download_id_list_file/{fileID}`: one ID list file, or the part of it a `Range:
+/// bytes=N-` asks for (206), never compressed: SDKs count the bytes they have read by
+/// `Content-Length`.
+pub fn download_id_list_file(state: &AppState, req: Decoded, file_id: &str) -> Reply {
+    let result = (|| {
+        authenticate(state, &req, None, Access::DownloadConfigSpecs)?;
+        let rules = live_rules(state)?;
+        let file = rules.id_lists.file(file_id).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such ID list file: the list changed; fetch get_id_lists again",
+            )
+        })?;
+        let len = file.body.len();
+        let range = req.headers.get(RANGE).and_then(|v| v.to_str().ok());
+        let (status, body, content_range) = match ByteRange::of(range, len) {
+            ByteRange::Whole => (StatusCode::OK, file.body.clone(), None),
+            ByteRange::Part(start, end) => (
+                StatusCode::PARTIAL_CONTENT,
+                file.body.slice(start..end),
+                Some(format!("bytes {start}-{}/{len}", end - 1)),
+            ),
+            ByteRange::Unsatisfiable => {
+                let mut reply = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("the range starts past the file's {len} bytes"),
+                )
+                .reply();
+                reply.headers_mut().insert(
+                    CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{len}")).expect("ascii"),
+                );
+                return Ok(reply);
+            }
+        };
+        let mut reply = bytes_reply(status, body);
+        let headers = reply.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Some(content_range) = content_range {
+            headers.insert(
+                CONTENT_RANGE,
+                HeaderValue::from_str(&content_range).expect("ascii"),
+            );
+        }
+        Ok(reply)
+    })();
+    result.unwrap_or_else(|error: ApiError| error.reply())
+}
+
+/// `scheme://host` of this request as the client addressed it (None without a usable
+/// `Host`).
+fn public_base(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(HOST)?.to_str().ok()?;
+    let plausible = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| {
+            let first = proto.split(',').next().unwrap_or("").trim();
+            first.eq_ignore_ascii_case("https")
+        });
+    plausible.then(|| format!("{}://{host}", if https { "https" } else { "http" }))
 }
 
 /// `check_gate`, `get_config`, `get_layer` and `initialize`.

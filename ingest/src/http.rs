@@ -349,6 +349,18 @@ async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply
             "sdk_exception",
             json_reply(StatusCode::ACCEPTED, &json!({"success": true})),
         ),
+        ["v1", "download_id_list_file", file_id] => {
+            if !only(&[Method::GET]) {
+                return ("id_list_file", not_allowed());
+            }
+            (
+                "id_list_file",
+                with_body(state, req, |r| {
+                    api::download_id_list_file(state, r, file_id)
+                })
+                .await,
+            )
+        }
         ["v1", "get_id_lists", rest @ ..] if rest.len() <= 1 => {
             let key = rest.first().map(|k| k.trim_end_matches(".json").to_owned());
             (

@@ -1,7 +1,7 @@
 //! Gatehouse's front door: the Statsig-compatible HTTP API.
 //!
 //! A hyper server ([`http`]) authenticates API keys ([`keys`]), evaluates against the live,
-//! atomically swapped ruleset ([`rules`]) and answers in Statsig's shapes ([`api`]), counting
+//! atomically swapped ruleset ([`rules`], with the ID lists of [`id_lists`]) and answers in Statsig's shapes ([`api`]), counting
 //! everything for `/metrics` ([`metrics`]). Events and exposures become schema envelopes
 //! ([`logging`], schema in the `events` crate) delivered to Kafka ([`producer`]), optionally
 //! deduplicated ([`dedupe`]). Keys and rules are managed over the console API
@@ -13,6 +13,7 @@ pub mod control;
 pub mod cors;
 pub mod dedupe;
 pub mod http;
+pub mod id_lists;
 pub mod keys;
 pub mod logging;
 pub mod metrics;

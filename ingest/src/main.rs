@@ -82,6 +82,11 @@ struct ServeArgs {
     /// changes. `up` defaults to the demo specs in docs/examples/specs.json.
     #[arg(long, env = "GATEHOUSE_SPECS")]
     specs: Option<PathBuf>,
+    /// Directory of ID lists (the lists `in_segment_list` conditions name): one file per
+    /// list, named as the list, one unit id per line; dot-files are ignored. Watched like
+    /// the specs file, and served to server SDKs (`get_id_lists`).
+    #[arg(long, env = "GATEHOUSE_ID_LISTS")]
+    id_lists: Option<PathBuf>,
     /// Server secret key (secret-…); repeatable.
     #[arg(
         long = "server-key",
@@ -113,7 +118,7 @@ struct ServeArgs {
     state_topic: Option<String>,
     #[command(flatten)]
     kafka: KafkaArgs,
-    /// How often the specs file is checked for changes, in ms.
+    /// How often the specs file and the ID lists are checked for changes, in ms.
     #[arg(long, env = "GATEHOUSE_SPECS_POLL_MS", default_value_t = 1000)]
     specs_poll_ms: u64,
     /// Send an exposure identical to one sent less than this many seconds ago (same key,
@@ -488,6 +493,9 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
         }
     }
     let rules = Arc::new(ingest::rules::LiveRules::default());
+    if let Some(dir) = &args.id_lists {
+        rules.load_id_lists(dir)?;
+    }
     if let Some(specs) = &specs {
         rules.load_file(specs)?;
     }
@@ -545,6 +553,14 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
                 .rules
                 .clone()
                 .watch(specs, Duration::from_millis(args.specs_poll_ms)),
+        );
+    }
+    if let Some(dir) = args.id_lists.take() {
+        tokio::spawn(
+            state
+                .rules
+                .clone()
+                .watch_id_lists(dir, Duration::from_millis(args.specs_poll_ms)),
         );
     }
     let listener = tokio::net::TcpListener::bind(args.listen)

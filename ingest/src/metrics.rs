@@ -128,8 +128,12 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# TYPE gatehouse_ruleset_time gauge\ngatehouse_ruleset_time {}\n\
-                 # TYPE gatehouse_ruleset_age_seconds gauge\ngatehouse_ruleset_age_seconds {age}",
-                rules.ruleset.time
+                 # TYPE gatehouse_ruleset_age_seconds gauge\ngatehouse_ruleset_age_seconds {age}\n\
+                 # TYPE gatehouse_id_lists gauge\ngatehouse_id_lists {}\n\
+                 # TYPE gatehouse_id_list_members gauge\ngatehouse_id_list_members {}",
+                rules.ruleset.time,
+                rules.id_lists.files.len(),
+                rules.id_lists.members()
             );
         }
         if let Some(dedupe) = &state.dedupe {

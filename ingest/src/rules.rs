@@ -11,6 +11,7 @@ use bytes::Bytes;
 use evaluator::Ruleset;
 use serde_json::{Map, Value};
 
+use crate::id_lists::IdListSet;
 use crate::scope::Scope;
 
 /// One ruleset version with its `download_config_specs` bodies serialized once.
@@ -22,6 +23,8 @@ pub struct Compiled {
     pub bodies: SpecsBodies,
     /// When this version was swapped in (ms since the epoch).
     pub loaded_at_ms: u64,
+    /// The ID lists this version evaluates with and serves (`--id-lists`).
+    pub id_lists: Arc<IdListSet>,
     /// Bodies for scoped keys (target app, environments), built on first use.
     scoped: dashmap::DashMap<Scope, Arc<SpecsBodies>>,
 }
@@ -71,16 +74,22 @@ impl SpecsBody {
 impl Compiled {
     /// Compiles a payload; `min_time` keeps versions monotonic (a reloaded file whose `time`
     /// did not move is served with a newer one, so SDKs polling with `sinceTime` see it).
-    pub fn build(bytes: &[u8], min_time: i64) -> Result<Compiled, String> {
+    pub fn build(
+        bytes: &[u8],
+        min_time: i64,
+        id_lists: Arc<IdListSet>,
+    ) -> Result<Compiled, String> {
         let mut ruleset = Ruleset::from_slice(bytes).map_err(|e| e.to_string())?;
         for warning in ruleset.warnings() {
             tracing::warn!(%warning, "spec skipped");
         }
         ruleset.time = ruleset.time.max(min_time);
+        ruleset.set_id_lists(id_lists.lists.clone());
         Ok(Compiled {
             bodies: SpecsBodies::of(&ruleset),
             ruleset,
             loaded_at_ms: now_ms(),
+            id_lists,
             scoped: Default::default(),
         })
     }
@@ -157,11 +166,12 @@ struct SpecsFile {
     v1: Value,
 }
 
-/// Where the ruleset comes from: the specs file and the console's overlay.
+/// Where the ruleset comes from: the specs file, the console's overlay and the ID lists.
 #[derive(Debug, Default)]
 struct Sources {
     file: Option<SpecsFile>,
     overlay: Overlay,
+    id_lists: Arc<IdListSet>,
 }
 
 /// The current ruleset, replaced whole.
@@ -191,9 +201,37 @@ impl LiveRules {
             .to_v1();
         let file = SpecsFile { bytes, v1 };
         let mut sources = self.lock_sources();
-        let compiled = self.compile(Some(&file), &sources.overlay)?;
+        let min_time = self.next_time(&sources.overlay);
+        let compiled = compile(Some(&file), &sources.overlay, &sources.id_lists, min_time)?;
         sources.file = Some(file);
         self.publish(compiled);
+        Ok(())
+    }
+
+    /// Loads the ID lists in `dir` now (published with the next ruleset when none has loaded
+    /// yet). The specs did not change, so neither does `time`: SDKs sync lists on their own
+    /// schedule and need not download the specs again.
+    pub fn load_id_lists(&self, dir: &Path) -> Result<(), String> {
+        let mut sources = self.lock_sources();
+        let lists = Arc::new(IdListSet::load(dir, &sources.id_lists)?);
+        let published = match self.get() {
+            Some(current) => Some(compile(
+                sources.file.as_ref(),
+                &sources.overlay,
+                &lists,
+                current.ruleset.time,
+            )?),
+            None => None,
+        };
+        tracing::info!(
+            lists = lists.files.len(),
+            members = lists.members(),
+            "ID lists loaded"
+        );
+        sources.id_lists = lists;
+        if let Some(compiled) = published {
+            self.publish(compiled);
+        }
         Ok(())
     }
 
@@ -201,13 +239,15 @@ impl LiveRules {
     /// without publishing it: the console validates a write with it.
     pub fn try_overlay(&self, overlay: &Overlay) -> Result<Compiled, String> {
         let sources = self.lock_sources();
-        self.compile(sources.file.as_ref(), overlay)
+        let min_time = self.next_time(overlay);
+        compile(sources.file.as_ref(), overlay, &sources.id_lists, min_time)
     }
 
     /// Replaces the console's overlay and publishes the result.
     pub fn set_overlay(&self, overlay: Overlay) -> Result<(), String> {
         let mut sources = self.lock_sources();
-        let compiled = self.compile(sources.file.as_ref(), &overlay)?;
+        let min_time = self.next_time(&overlay);
+        let compiled = compile(sources.file.as_ref(), &overlay, &sources.id_lists, min_time)?;
         sources.overlay = overlay;
         self.publish(compiled);
         Ok(())
@@ -217,57 +257,84 @@ impl LiveRules {
         self.sources.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The next version's `time` is kept above the current one's, so SDKs polling with
-    /// `sinceTime` see every change.
-    fn compile(&self, file: Option<&SpecsFile>, overlay: &Overlay) -> Result<Compiled, String> {
-        // Never `time` 0: SDKs send `sinceTime=0` before their first download.
-        let min_time = self
-            .get()
+    /// The least `time` of a version with changed specs: above the current one's, so SDKs
+    /// polling with `sinceTime` see every change (never 0: SDKs send `sinceTime=0` before
+    /// their first download).
+    fn next_time(&self, overlay: &Overlay) -> i64 {
+        self.get()
             .map_or(1, |c| c.ruleset.time + 1)
-            .max(overlay.time as i64);
-        let no_overlay = overlay.feature_gates.is_empty()
-            && overlay.dynamic_configs.is_empty()
-            && overlay.layer_configs.is_empty();
-        match file {
-            // The file as it is: exactly the specs (and fields) it holds.
-            Some(file) if no_overlay => Compiled::build(&file.bytes, min_time),
-            _ => {
-                let base = file.map(|f| f.v1.clone()).unwrap_or_else(|| {
-                    serde_json::json!({"feature_gates": [], "dynamic_configs": [],
-                        "layer_configs": [], "layers": {}, "has_updates": true, "time": 0})
-                });
-                let payload =
-                    serde_json::to_vec(&overlay.merge_into(base)).map_err(|e| e.to_string())?;
-                Compiled::build(&payload, min_time)
-            }
-        }
+            .max(overlay.time as i64)
     }
 
-    /// Polls `path` every `every`; a changed file is compiled on the blocking pool and
-    /// swapped in, a bad one is logged and the old version keeps serving.
+    /// Polls the specs file every `every`; a changed file is compiled on the blocking pool
+    /// and swapped in, a bad one is logged and the old version keeps serving.
     pub async fn watch(self: Arc<Self>, path: PathBuf, every: Duration) {
         let stamp = |p: &Path| {
             std::fs::metadata(p)
                 .and_then(|m| Ok((m.modified()?, m.len())))
                 .ok()
         };
-        let mut last = stamp(&path);
-        let mut ticker = tokio::time::interval(every);
-        loop {
-            ticker.tick().await;
-            let now = stamp(&path);
-            if now.is_none() || now == last {
-                continue;
+        poll(path, every, stamp, move |p| self.load_file(p), "specs").await
+    }
+
+    /// Polls the ID lists directory every `every`, as [`LiveRules::watch`] the specs file.
+    pub async fn watch_id_lists(self: Arc<Self>, dir: PathBuf, every: Duration) {
+        let load = move |d: &Path| self.load_id_lists(d);
+        poll(dir, every, crate::id_lists::dir_stamp, load, "ID lists").await
+    }
+}
+
+/// Calls `load` on the blocking pool whenever `stamp(path)` changes; errors are logged (the
+/// previous version keeps serving).
+async fn poll<S: PartialEq>(
+    path: PathBuf,
+    every: Duration,
+    stamp: impl Fn(&Path) -> Option<S>,
+    load: impl Fn(&Path) -> Result<(), String> + Send + Sync + 'static,
+    what: &'static str,
+) {
+    let load = Arc::new(load);
+    let mut last = stamp(&path);
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let now = stamp(&path);
+        if now.is_none() || now == last {
+            continue;
+        }
+        last = now;
+        let (load, path) = (load.clone(), path.clone());
+        match tokio::task::spawn_blocking(move || load(&path)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "new {what} rejected; keeping the old ruleset")
             }
-            last = now;
-            let (rules, file) = (self.clone(), path.clone());
-            match tokio::task::spawn_blocking(move || rules.load_file(&file)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "new specs rejected; keeping the old ruleset")
-                }
-                Err(error) => tracing::error!(%error, "specs reload panicked"),
-            }
+            Err(error) => tracing::error!(%error, "{what} reload panicked"),
+        }
+    }
+}
+
+/// Compiles the ruleset the sources make, its `time` at least `min_time`.
+fn compile(
+    file: Option<&SpecsFile>,
+    overlay: &Overlay,
+    lists: &Arc<IdListSet>,
+    min_time: i64,
+) -> Result<Compiled, String> {
+    let no_overlay = overlay.feature_gates.is_empty()
+        && overlay.dynamic_configs.is_empty()
+        && overlay.layer_configs.is_empty();
+    match file {
+        // The file as it is: exactly the specs (and fields) it holds.
+        Some(file) if no_overlay => Compiled::build(&file.bytes, min_time, lists.clone()),
+        _ => {
+            let base = file.map(|f| f.v1.clone()).unwrap_or_else(|| {
+                serde_json::json!({"feature_gates": [], "dynamic_configs": [],
+                    "layer_configs": [], "layers": {}, "has_updates": true, "time": 0})
+            });
+            let payload =
+                serde_json::to_vec(&overlay.merge_into(base)).map_err(|e| e.to_string())?;
+            Compiled::build(&payload, min_time, lists.clone())
         }
     }
 }

@@ -570,3 +570,147 @@ async fn hot_swap_under_load_never_fails_a_request() {
         "swaps were seen"
     );
 }
+
+#[tokio::test]
+async fn id_lists_are_evaluated_and_served_as_statsig_serves_them() {
+    let specs = json!({"time": 7, "feature_gates": {"beta_only": {"salt": "s", "enabled": true,
+        "defaultValue": false, "idType": "userID", "entity": "feature_gate",
+        "rules": [{"id": "in_beta", "passPercentage": 100, "returnValue": true,
+                   "idType": "userID", "conditions": ["beta"]}]}},
+        "condition_map": {"beta": {"type": "unit_id", "operator": "in_segment_list",
+                                   "targetValue": "beta", "idType": "userID"}}});
+    let s = Server::start(specs.to_string().as_bytes()).await;
+    let dir = s.specs.parent().unwrap().join("lists");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("beta"), "u1\nu2\n").unwrap();
+    std::fs::write(dir.join("empty"), "").unwrap();
+    s.state.rules.load_id_lists(&dir).unwrap();
+    tokio::spawn(
+        s.state
+            .rules
+            .clone()
+            .watch_id_lists(dir.clone(), Duration::from_millis(20)),
+    );
+    let in_beta = |user: &'static str| {
+        let s = &s;
+        async move {
+            let req = json!({"user": {"userID": user}, "gateName": "beta_only"});
+            let (status, body) = s.post_json("/v1/check_gate", SERVER, &req).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["value"].as_bool().unwrap()
+        }
+    };
+    assert!(in_beta("u1").await && in_beta("u2").await && !in_beta("u3").await);
+
+    // The manifest, with URLs on the address called; the file holds `+` and the first 8
+    // characters of base64(SHA-256(id)) per member.
+    let (status, manifest) = s.post_json("/v1/get_id_lists", SERVER, &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{manifest}");
+    let beta = &manifest["beta"];
+    let url = beta["url"].as_str().unwrap();
+    let path = url
+        .strip_prefix(&format!("http://{}", s.addr))
+        .unwrap_or_else(|| panic!("{url} is not on {}", s.addr));
+    assert_eq!(beta["name"], "beta");
+    assert_eq!(manifest["empty"]["size"], 0);
+    let (status, headers, body) = s
+        .send(Method::GET, path, &[("statsig-api-key", SERVER)], "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len() as u64, beta["size"].as_u64().unwrap());
+    assert_eq!(headers["content-length"], body.len().to_string().as_str());
+    let mut lines: Vec<String> = ["u1", "u2"]
+        .iter()
+        .map(|id| {
+            let key = evaluator::hash::id_list_key(id);
+            format!("+{}", std::str::from_utf8(&key).unwrap())
+        })
+        .collect();
+    lines.sort();
+    assert_eq!(
+        std::str::from_utf8(&body).unwrap(),
+        format!("{}\n", lines.join("\n"))
+    );
+    // A sync that already read part of the file gets the rest.
+    let (status, headers, rest) = s
+        .send(
+            Method::GET,
+            path,
+            &[("statsig-api-key", SERVER), ("range", "bytes=10-")],
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(rest, body.slice(10..));
+    assert_eq!(headers["content-range"], "bytes 10-19/20");
+    let (status, headers, _) = s
+        .send(
+            Method::GET,
+            path,
+            &[("statsig-api-key", SERVER), ("range", "bytes=20-")],
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(headers["content-range"], "bytes */20");
+    for (key, expected) in [
+        ("", StatusCode::UNAUTHORIZED),
+        (CLIENT, StatusCode::FORBIDDEN),
+    ] {
+        let (status, _) = s
+            .call(Method::GET, path, &[("statsig-api-key", key)], "")
+            .await;
+        assert_eq!(status, expected, "key {key:?}");
+    }
+    let (status, _) = s
+        .call(Method::POST, path, &[("statsig-api-key", SERVER)], "")
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // Behind a TLS proxy the URLs say https.
+    let (_, behind_proxy) = s
+        .call(
+            Method::POST,
+            "/v1/get_id_lists",
+            &[("statsig-api-key", SERVER), ("x-forwarded-proto", "https")],
+            "",
+        )
+        .await;
+    let behind_proxy: Value = serde_json::from_slice(&behind_proxy).unwrap();
+    assert!(behind_proxy["beta"]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://"));
+
+    // A changed list is picked up: new members answer, the file gets a new ID (the old one
+    // is gone: 404), and the specs' `time` stays, so SDKs do not download the specs again.
+    let old_id = beta["fileID"].as_str().unwrap().to_owned();
+    std::fs::write(dir.join(".beta.tmp"), "u2\nu3\n").unwrap();
+    std::fs::rename(dir.join(".beta.tmp"), dir.join("beta")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !in_beta("u3").await {
+        assert!(std::time::Instant::now() < deadline, "list change not seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!in_beta("u1").await && in_beta("u2").await);
+    let (_, manifest) = s.post_json("/v1/get_id_lists", SERVER, &json!({})).await;
+    assert_ne!(manifest["beta"]["fileID"], old_id.as_str());
+    assert!(manifest["beta"]["creationTime"].as_u64() >= beta["creationTime"].as_u64());
+    let (status, _) = s
+        .call(Method::GET, path, &[("statsig-api-key", SERVER)], "")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, dcs) = s
+        .post_json(
+            "/v1/download_config_specs",
+            SERVER,
+            &json!({"sinceTime": 7}),
+        )
+        .await;
+    assert_eq!(dcs, json!({"has_updates": false}));
+    // A list the server cannot read is refused; the lists before it keep serving.
+    std::fs::write(dir.join("broken"), [0xff, 0xfe]).unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(in_beta("u3").await);
+    let (_, manifest) = s.post_json("/v1/get_id_lists", SERVER, &json!({})).await;
+    assert!(manifest.get("broken").is_none(), "{manifest}");
+}

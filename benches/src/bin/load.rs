@@ -507,7 +507,7 @@ async fn front_door(brokers: String) -> (std::net::SocketAddr, Arc<AppState>) {
     state.keys.insert(CLIENT_KEY, [], None).unwrap();
     state
         .rules
-        .publish(ingest::rules::Compiled::build(&specs, 0).unwrap());
+        .publish(ingest::rules::Compiled::build(&specs, 0, Default::default()).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, state.clone(), std::future::pending()));

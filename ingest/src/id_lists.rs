@@ -1,0 +1,276 @@
+//! ID lists from a directory (`--id-lists DIR`): one file per list, named as the list, one
+//! unit id per line. They feed the front door's own `in_segment_list` conditions and are
+//! served to server SDKs the way Statsig serves them: a manifest (`get_id_lists`) and one file
+//! per list of `+<key>` lines, where a key is the first 8 characters of
+//! base64(SHA-256(unit id)). SDKs fetch a file again, whole, when its `fileID` changes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ahash::AHashSet;
+use bytes::Bytes;
+use evaluator::IdLists;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+/// One list as SDKs download it.
+#[derive(Debug)]
+pub struct ListFile {
+    /// Changes whenever the members change (a digest of the body).
+    pub file_id: String,
+    /// When these members were first loaded (ms since the epoch); SDKs ignore a manifest
+    /// entry older than the file they hold.
+    pub creation_time: u64,
+    /// `+<key>\n` per member, keys sorted.
+    pub body: Bytes,
+    /// How many members.
+    pub members: usize,
+}
+
+/// Every list of one load: the files SDKs download and the evaluator's view of them.
+#[derive(Debug, Default)]
+pub struct IdListSet {
+    /// List name → its file.
+    pub files: BTreeMap<String, ListFile>,
+    /// The same members, for the front door's own evaluation.
+    pub lists: Arc<IdLists>,
+}
+
+impl IdListSet {
+    /// Reads every list in `dir`: each regular file whose name does not start with `.` is a
+    /// list of that name (write a new version under a dot-name, then rename it in place).
+    /// Lines are trimmed; empty lines are skipped. A list whose members did not change since
+    /// `previous` keeps its `fileID` and `creationTime`, so SDKs do not download it again.
+    pub fn load(dir: &Path, previous: &IdListSet) -> Result<IdListSet, String> {
+        let mut set = IdListSet::default();
+        let mut lists = IdLists::default();
+        for (name, path) in list_paths(dir)? {
+            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|e| format!("{}: not UTF-8 text: {e}", path.display()))?;
+            let keys: AHashSet<[u8; 8]> = text
+                .lines()
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(evaluator::hash::id_list_key)
+                .collect();
+            let file = ListFile::of(&keys, previous.files.get(&name));
+            lists.insert_keys(&name, keys);
+            set.files.insert(name, file);
+        }
+        set.lists = Arc::new(lists);
+        Ok(set)
+    }
+
+    /// The `get_id_lists` manifest, file URLs under `base` (`scheme://host`).
+    pub fn manifest(&self, base: &str) -> Value {
+        let entries: Map<String, Value> = self
+            .files
+            .iter()
+            .map(|(name, file)| {
+                let entry = json!({
+                    "name": name,
+                    "size": file.body.len(),
+                    "url": format!("{base}/v1/download_id_list_file/{}", file.file_id),
+                    "creationTime": file.creation_time,
+                    "fileID": file.file_id,
+                });
+                (name.clone(), entry)
+            })
+            .collect();
+        Value::Object(entries)
+    }
+
+    /// The list file with this `fileID`.
+    pub fn file(&self, file_id: &str) -> Option<&ListFile> {
+        self.files.values().find(|f| f.file_id == file_id)
+    }
+
+    /// Members over all lists.
+    pub fn members(&self) -> usize {
+        self.files.values().map(|f| f.members).sum()
+    }
+}
+
+impl ListFile {
+    fn of(keys: &AHashSet<[u8; 8]>, previous: Option<&ListFile>) -> ListFile {
+        let mut sorted: Vec<&[u8; 8]> = keys.iter().collect();
+        sorted.sort_unstable();
+        let mut body = Vec::with_capacity(sorted.len() * 10);
+        for key in sorted {
+            body.push(b'+');
+            body.extend_from_slice(key);
+            body.push(b'\n');
+        }
+        let digest = Sha256::digest(&body);
+        let file_id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let creation_time = previous
+            .filter(|p| p.file_id == file_id)
+            .map_or_else(crate::rules::now_ms, |p| p.creation_time);
+        ListFile {
+            file_id,
+            creation_time,
+            body: Bytes::from(body),
+            members: keys.len(),
+        }
+    }
+}
+
+/// The list files in `dir`, by name.
+fn list_paths(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            tracing::warn!(path = %entry.path().display(), "ID list file name is not UTF-8; skipped");
+            continue;
+        };
+        if name.starts_with('.') || !entry.path().is_file() {
+            continue;
+        }
+        paths.push((name, entry.path()));
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+/// What changes when a list file is written, renamed or removed.
+pub fn dir_stamp(dir: &Path) -> Option<Vec<(String, SystemTime, u64)>> {
+    let paths = list_paths(dir).ok()?;
+    Some(
+        paths
+            .into_iter()
+            .filter_map(|(name, path)| {
+                let meta = std::fs::metadata(path).ok()?;
+                Some((name, meta.modified().ok()?, meta.len()))
+            })
+            .collect(),
+    )
+}
+
+/// What a `Range` header asks of a body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// All of it: no range, an unreadable one (which HTTP says to ignore), or an empty body
+    /// (the core SDK fetches a new empty list from 0, and a refusal would fail its whole
+    /// sync).
+    Whole,
+    /// Bytes `start..end`.
+    Part(usize, usize),
+    /// A range that starts past the end (416).
+    Unsatisfiable,
+}
+
+impl ByteRange {
+    /// Reads `Range: bytes=START-[END]` against a body of `len` bytes.
+    pub fn of(header: Option<&str>, len: usize) -> ByteRange {
+        let Some((start, end)) = header
+            .and_then(|h| h.trim().strip_prefix("bytes="))
+            .and_then(|spec| spec.split_once('-'))
+        else {
+            return ByteRange::Whole;
+        };
+        let Ok(start) = start.trim().parse::<usize>() else {
+            return ByteRange::Whole;
+        };
+        let end = match end.trim() {
+            "" => len,
+            end => match end.parse::<usize>() {
+                Ok(end) if end >= start => (end + 1).min(len),
+                _ => return ByteRange::Whole,
+            },
+        };
+        match len {
+            0 => ByteRange::Whole,
+            _ if start >= len => ByteRange::Unsatisfiable,
+            _ => ByteRange::Part(start, end),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gatehouse-lists-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_list_file_holds_sorted_unique_keys_of_trimmed_ids() {
+        let dir = dir_with(&[("beta", "u2\n u1 \r\n\nu2\n"), (".beta.tmp", "x\n")]);
+        let set = IdListSet::load(&dir, &IdListSet::default()).unwrap();
+        assert_eq!(set.files.keys().collect::<Vec<_>>(), ["beta"]);
+        let mut keys = [
+            evaluator::hash::id_list_key("u1"),
+            evaluator::hash::id_list_key("u2"),
+        ];
+        keys.sort();
+        let expected: Vec<u8> = keys
+            .iter()
+            .flat_map(|k| [&b"+"[..], k, b"\n"].concat())
+            .collect();
+        assert_eq!(set.files["beta"].body, expected);
+        assert_eq!(set.members(), 2);
+        assert!(set.lists.contains("beta", "u1") && !set.lists.contains("beta", "u3"));
+    }
+
+    #[test]
+    fn unchanged_members_keep_their_file_id_and_time_and_changed_ones_do_not() {
+        let dir = dir_with(&[("a", "u1\nu2\n"), ("b", "u3\n")]);
+        let first = IdListSet::load(&dir, &IdListSet::default()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        std::fs::write(dir.join("a"), "u2\nu1\n").unwrap();
+        std::fs::write(dir.join("b"), "u3\nu4\n").unwrap();
+        let second = IdListSet::load(&dir, &first).unwrap();
+        assert_eq!(second.files["a"].file_id, first.files["a"].file_id);
+        assert_eq!(
+            second.files["a"].creation_time,
+            first.files["a"].creation_time
+        );
+        assert_ne!(second.files["b"].file_id, first.files["b"].file_id);
+        assert!(second.files["b"].creation_time > first.files["b"].creation_time);
+        let manifest = second.manifest("http://h:1");
+        let b = &second.files["b"];
+        assert_eq!(
+            manifest["b"],
+            json!({"name": "b", "size": b.body.len(), "fileID": b.file_id,
+                   "creationTime": b.creation_time,
+                   "url": format!("http://h:1/v1/download_id_list_file/{}", b.file_id)})
+        );
+        assert!(std::ptr::eq(second.file(&b.file_id).unwrap(), b));
+    }
+
+    #[test]
+    fn bad_input_names_the_file() {
+        let dir = dir_with(&[("bin", "")]);
+        std::fs::write(dir.join("bin"), [0xff, 0xfe]).unwrap();
+        let error = IdListSet::load(&dir, &IdListSet::default()).unwrap_err();
+        assert!(error.contains("bin") && error.contains("UTF-8"), "{error}");
+        let missing = IdListSet::load(&dir.join("nope"), &IdListSet::default());
+        assert!(missing.unwrap_err().contains("nope"));
+    }
+
+    #[test]
+    fn byte_ranges() {
+        use ByteRange::*;
+        assert_eq!(ByteRange::of(None, 10), Whole);
+        assert_eq!(ByteRange::of(Some("bytes=0-"), 10), Part(0, 10));
+        assert_eq!(ByteRange::of(Some("bytes=4-"), 10), Part(4, 10));
+        assert_eq!(ByteRange::of(Some("bytes=2-5"), 10), Part(2, 6));
+        assert_eq!(ByteRange::of(Some("bytes=2-50"), 10), Part(2, 10));
+        assert_eq!(ByteRange::of(Some("bytes=10-"), 10), Unsatisfiable);
+        assert_eq!(ByteRange::of(Some("bytes=0-"), 0), Whole);
+        for ignored in ["items=0-", "bytes=x-", "bytes=5-2", "bytes=-5", "bytes=1"] {
+            assert_eq!(ByteRange::of(Some(ignored), 10), Whole, "{ignored}");
+        }
+    }
+}
