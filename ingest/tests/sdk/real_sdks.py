@@ -13,6 +13,12 @@ and as its browser build in headless Chromium on a page of another origin (js/br
 CORS, `se=1` bodies, the preflight its `/v1/rgstr` headers cost, gzip from the browser's
 CompressionStream). Its values must equal the server API's, and no request may fail.
 
+ID lists: the ruleset served gains two gates on ID lists (`in_segment_list` on userIDs,
+`not_in_segment_list` on stableIDs) given to `gatehouse serve --id-lists`; the three server
+SDKs download the lists from Gatehouse (`get_id_lists`, `download_id_list_file`) and must
+answer those gates as its API does, before and after a list is changed under the running
+server.
+
 Then each SDK logs a custom event and flushes: every event must arrive in Kafka (the broker
 in GATEHOUSE_KAFKA_BROKERS, else the server's embedded one is not reachable and this part is
 skipped with a note), read back with confluent-kafka.
@@ -35,6 +41,9 @@ CLIENT = "client-real-sdk-test"
 JS_USERS = 25
 JS_DIR = os.path.join(os.path.dirname(__file__), "js")
 USERS = 150
+# Gates on ID lists, added to the served ruleset (name -> (operator, list, id type)).
+ID_LIST_GATES = {"idlist_user": ("in_segment_list", "beta_users", "userID"),
+                 "idlist_stable": ("not_in_segment_list", "stable_blocklist", "stableID")}
 
 
 def free_port():
@@ -118,16 +127,111 @@ def js_client(base, cases, marker, script, label):
     return passed, failed
 
 
+def with_id_list_gates(specs_path, out_dir):
+    """The v2 ruleset at `specs_path` plus the ID_LIST_GATES, written under `out_dir`."""
+    specs = json.load(open(specs_path))
+    for name, (operator, list_name, id_type) in ID_LIST_GATES.items():
+        condition = f"cond_{name}"
+        specs["condition_map"][condition] = {"type": "unit_id", "operator": operator, "targetValue": list_name,
+                                             "idType": id_type, "field": None, "additionalValues": {}}
+        specs["feature_gates"][name] = {
+            "type": "feature_gate", "entity": "feature_gate", "salt": f"salt_{name}", "enabled": True,
+            "defaultValue": False, "idType": id_type, "version": 1,
+            "rules": [{"name": f"rule_{name}", "id": f"rule_{name}", "salt": f"rule_{name}", "passPercentage": 100,
+                       "returnValue": True, "idType": id_type, "conditions": [condition], "groupName": None}]}
+    path = os.path.join(out_dir, "specs.json")
+    json.dump(specs, open(path, "w"))
+    return path
+
+
+def write_id_lists(lists_dir, cases, shift):
+    """Every third user's userID (from `shift`) in beta_users, every fourth stableID in
+    stable_blocklist, and an empty list; written under dot-names and renamed into place."""
+    user_ids = [c["user"].get("userID") for c in cases if c["user"].get("userID")]
+    stable_ids = [(c["user"].get("customIDs") or {}).get("stableID") for c in cases]
+    lists = {"beta_users": user_ids[shift::3], "stable_blocklist": [s for s in stable_ids if s][shift::4], "empty": []}
+    for name, ids in lists.items():
+        tmp = os.path.join(lists_dir, f".{name}.tmp")
+        with open(tmp, "w") as f:
+            f.write("".join(f"{i}\n" for i in ids))
+        os.replace(tmp, os.path.join(lists_dir, name))
+
+
 def node_core(base, cases, marker):
     """statsig-node-core evaluates every case from our v2 ruleset (js/node_core.mjs)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
-        json.dump([{"user": c["user"], "names": list(c["expected"])} for c in cases], f)
+        json.dump([{"user": c["user"], "names": names_of(c)} for c in cases], f)
         f.flush()
         out = subprocess.run(["node", os.path.join(JS_DIR, "node_core.mjs"), base, SECRET, f.name, marker],
                              capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         sys.exit(f"statsig-node-core failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def names_of(case):
+    """The specs a case is checked on: the recorded ones and the ID-list gates."""
+    return list(case["expected"]) + list(ID_LIST_GATES)
+
+
+def changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker):
+    """Rewrites the lists under the running server; once it answers from the new lists, the
+    running core and legacy SDKs (syncing lists every second) and a new node-core process must
+    answer the ID-list gates as it does, for every user."""
+    from statsig import StatsigUser
+
+    def ours():
+        return [[post(base, "/v1/check_gate", {"user": c["user"], "gateName": g})["value"]
+                 for g in ID_LIST_GATES] for c in cases]
+
+    before = ours()
+    write_id_lists(lists_dir, cases, 1)
+    deadline = time.time() + 15
+    while ours() == before and time.time() < deadline:
+        time.sleep(0.2)
+    # The lists are renamed into place one by one: let the server see the last one too.
+    time.sleep(1)
+    after = ours()
+    flipped = sum(a != b for rb, ra in zip(before, after) for b, a in zip(rb, ra))
+    print(f"ID lists changed under the running server: {flipped} gate answers flipped")
+    if flipped == 0:
+        return 0, 1
+
+    def theirs():
+        answers = {"core": [], "legacy": []}
+        for c in cases:
+            user = c["user"]
+            kwargs = dict(user_id=user.get("userID"), custom_ids=user.get("customIDs"))
+            cu = core.StatsigUser(**kwargs)
+            answers["core"].append([core_sdk.check_gate(cu, g, core.FeatureGateEvaluationOptions(
+                disable_exposure_logging=True)) for g in ID_LIST_GATES])
+            try:
+                lu = StatsigUser(**kwargs)
+                answers["legacy"].append([statsig.get_feature_gate(lu, g, log_exposure=False).value
+                                          for g in ID_LIST_GATES])
+            except Exception:
+                answers["legacy"].append(None)  # the legacy SDK refuses users without any id
+        return answers
+
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        answers = theirs()
+        if all(a is None or a == b for sdk in answers.values() for a, b in zip(sdk, after)):
+            break
+        time.sleep(0.5)
+    node = node_core(base, cases, marker + "-lists")
+    answers["node-core"] = [[node["answers"][i][names_of(c).index(g)][0] for g in ID_LIST_GATES]
+                            for i, c in enumerate(cases)]
+    passed = failed = 0
+    for sdk, per_user in answers.items():
+        compared = [(case, t, m) for case, t, m in zip(cases, per_user, after) if t is not None]
+        wrong = [(case, t, m) for case, t, m in compared if t != m]
+        for case, theirs_now, mine in wrong[:5]:
+            print(f"MISMATCH after the list change {sdk} user={json.dumps(case['user'])}: "
+                  f"sdk={theirs_now} gatehouse={mine}")
+        print(f"{sdk} after the list change: {len(compared) - len(wrong)} of {len(compared)} users answer as gatehouse")
+        passed, failed = passed + len(compared) - len(wrong), failed + len(wrong)
+    return passed, failed
 
 
 def read_events(brokers, topic, names, timeout_s=60):
@@ -158,8 +262,15 @@ def main():
     base = f"http://127.0.0.1:{port}"
     brokers = os.environ.get("GATEHOUSE_KAFKA_BROKERS")
     events_topic = f"sdk-test.events.{os.getpid()}.{int(time.time())}"
+    work = tempfile.mkdtemp(prefix="gatehouse-sdk-")
+    specs = with_id_list_gates(specs, work)
+    lists_dir = os.path.join(work, "lists")
+    os.mkdir(lists_dir)
+    with open(vectors_path) as f:
+        cases = json.load(f)["cases"][:USERS]
+    write_id_lists(lists_dir, cases, 0)
     cmd = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--specs", specs, "--server-key", SECRET,
-           "--client-key", CLIENT,
+           "--client-key", CLIENT, "--id-lists", lists_dir, "--specs-poll-ms", "200",
            "--events-topic", events_topic, "--exposures-topic", events_topic + ".exposures"]
     if brokers:
         cmd += ["--kafka-brokers", brokers]
@@ -174,12 +285,11 @@ def main():
 
         core_sdk = core.Statsig(SECRET, core.StatsigOptions(
             specs_url=f"{base}/v2/download_config_specs", log_event_url=f"{base}/v1/log_event",
+            enable_id_lists=True, id_lists_url=f"{base}/v1/get_id_lists", id_lists_sync_interval_ms=1000,
             output_log_level="none", wait_for_country_lookup_init=True, wait_for_user_agent_init=True))
         details = core_sdk.initialize_with_details().result()
         statsig.initialize(SECRET, StatsigOptions(api=f"{base}/v1", disable_diagnostics=True,
-                                                  rulesets_sync_interval=3600, idlists_sync_interval=3600))
-        with open(vectors_path) as f:
-            cases = json.load(f)["cases"][:USERS]
+                                                  rulesets_sync_interval=3600, idlists_sync_interval=1))
         marker = f"run-{os.getpid()}-{time.time()}"
         node = node_core(base, cases, marker)
         print(f"statsig-node-core initialized from gatehouse /v2/download_config_specs: {node['initialized']}")
@@ -187,7 +297,7 @@ def main():
             failed += 1
         for case, node_answers in zip(cases, node["answers"]):
             user = case["user"]
-            node_answers = dict(zip(case["expected"], node_answers))
+            node_answers = dict(zip(names_of(case), node_answers))
             legacy_differs = case.get("legacy_differs", {})
             kwargs = dict(user_id=user.get("userID"), email=user.get("email"), ip=user.get("ip"),
                           country=user.get("country"), locale=user.get("locale"),
@@ -199,7 +309,7 @@ def main():
                 lu = StatsigUser(**kwargs, _statsig_environment=user.get("statsigEnvironment"))
             except Exception:
                 lu = None  # the legacy SDK refuses users without any id
-            for name in case["expected"]:
+            for name in names_of(case):
                 if name.startswith("layer_") and "_exp_" not in name:
                     ours = post(base, "/v1/get_layer", {"user": user, "layerName": name})
                     answers = [("core", core_sdk._INTERNAL_get_layer(cu, name, None)["ruleID"], ours["ruleID"]),
@@ -231,6 +341,8 @@ def main():
                         if failed <= 10:
                             print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
         print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
+        lists_passed, lists_failed = changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker)
+        passed, failed = passed + lists_passed, failed + lists_failed
         for script, label in (("js_client.mjs", "js-client (Node)"),
                               ("browser.mjs", "js-client (headless Chromium, cross-origin)")):
             js_passed, js_failed = js_client(base, cases, marker, script, label)

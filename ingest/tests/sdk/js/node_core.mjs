@@ -1,6 +1,6 @@
 // @statsig/statsig-node-core, Statsig's current Node server SDK (the Rust core behind a
 // native module), unmodified, against gatehouse: it downloads the ruleset from
-// /v2/download_config_specs/<key>.json, evaluates every case locally, then logs one event
+// /v2/download_config_specs/<key>.json and the ID lists from /v1/get_id_lists, evaluates every case locally, then logs one event
 // and flushes it to /v1/log_event (this build compresses event bodies with zstd).
 // Usage: node node_core.mjs BASE_URL SERVER_KEY CASES_FILE MARKER
 // CASES_FILE holds [{user, names: [..]}]; prints {"initialized": bool, "answers": [[value,
@@ -15,6 +15,8 @@ const cases = JSON.parse(await readFile(casesFile, 'utf8'));
 const statsig = new Statsig(key, {
   specsUrl: `${base}/v2/download_config_specs`,
   logEventUrl: `${base}/v1/log_event`,
+  enableIdLists: true,
+  idListsUrl: `${base}/v1/get_id_lists`,
   outputLogLevel: 'none',
   waitForCountryLookupInit: true,
   waitForUserAgentInit: true,
