@@ -325,6 +325,44 @@ fn public_base(headers: &HeaderMap) -> Option<String> {
     plausible.then(|| format!("{}://{host}", if https { "https" } else { "http" }))
 }
 
+/// `sdk_exception`: an SDK reporting an error it hit (js-client posts here; the server SDKs'
+/// URL is fixed to Statsig's). Accepted with 202 whatever it holds, as Statsig does; sent
+/// with a known key, it is logged as a warning, since an SDK failing on what this server
+/// answered is what its operator most needs to hear about.
+pub fn sdk_exception(state: &AppState, req: Decoded) -> Reply {
+    if let Ok(key) = authenticate(state, &req, None, Access::LogEvent) {
+        let body = req.json().unwrap_or(Value::Null);
+        let field = |name: &str| match body.get(name) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(text)) => clipped(text),
+            Some(other) => clipped(&other.to_string()),
+        };
+        let sdk_type = req
+            .headers
+            .get("statsig-sdk-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::warn!(
+            key_id = %key.id,
+            sdk_type = clipped(sdk_type),
+            tag = field("tag"),
+            exception = field("exception"),
+            info = field("info"),
+            "SDK reported an exception"
+        );
+    }
+    json_reply(StatusCode::ACCEPTED, &json!({"success": true}))
+}
+
+/// At most 500 bytes of `text` (cut on a character boundary), for a log line.
+fn clipped(text: &str) -> String {
+    let mut end = text.len().min(500);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 /// `check_gate`, `get_config`, `get_layer` and `initialize`.
 pub fn evaluate(state: &AppState, req: Decoded, endpoint: &'static str) -> Reply {
     let access = if endpoint == "initialize" {

@@ -347,7 +347,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply
         }
         ["v1", "sdk_exception"] => (
             "sdk_exception",
-            json_reply(StatusCode::ACCEPTED, &json!({"success": true})),
+            with_body(state, req, |r| api::sdk_exception(state, r)).await,
         ),
         ["v1", "download_id_list_file", file_id] => {
             if !only(&[Method::GET]) {

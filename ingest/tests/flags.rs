@@ -1,7 +1,8 @@
 //! Flags of the real binary that in-process tests cannot reach: the body limits
 //! (`--max-body-bytes`, `--max-decoded-body-bytes`), what slow or many clients get
 //! (`--read-timeout-secs`, `--max-connections`), the browser origins (`--cors-origins`) and
-//! the log format (`--log-format`) reach the server they configure, and bad values stop it with a message naming the flag.
+//! the log format (`--log-format`) reach the server they configure, bad values stop it with a
+//! message naming the flag, and SDK exceptions reach the log.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -294,6 +295,67 @@ fn logs_are_json_lines_when_asked_and_never_coloured_in_a_pipe() {
             assert!(serde_json::from_str::<serde_json::Value>(&first).is_err());
         }
     }
+}
+
+#[test]
+fn exceptions_reported_with_a_known_key_are_logged() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = gatehouse(port, &["--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _running = Running(child);
+    let (lines, logged) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = serde_json::from_str::<serde_json::Value>(&line.unwrap()) else {
+                continue;
+            };
+            if line["fields"]["message"] == "SDK reported an exception" && lines.send(line).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "gatehouse serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = |key: &str, tag: &str| {
+        let body =
+            serde_json::json!({"tag": tag, "exception": "TypeError", "info": "x".repeat(900)});
+        let answer = request(
+            port,
+            "POST",
+            "/v1/sdk_exception",
+            &[
+                &format!("statsig-api-key: {key}"),
+                "statsig-sdk-type: javascript-client",
+            ],
+            body.to_string().as_bytes(),
+        );
+        assert!(answer.starts_with("http/1.1 202"), "{answer}");
+    };
+    report("client-unknown", "from_a_stranger");
+    report("client-flags", "from_our_sdk");
+    let line = logged.recv_timeout(Duration::from_secs(10)).unwrap();
+    let fields = &line["fields"];
+    assert_eq!(line["level"], "WARN");
+    assert_eq!(
+        fields["tag"], "from_our_sdk",
+        "unknown keys are not logged: {line}"
+    );
+    assert_eq!(fields["exception"], "TypeError");
+    assert_eq!(fields["sdk_type"], "javascript-client");
+    assert_eq!(fields["info"].as_str().unwrap().len(), 500, "clipped");
+    assert!(fields["key_id"].as_str().is_some_and(|id| !id.is_empty()));
 }
 
 #[test]
