@@ -3,6 +3,13 @@
 //! served to server SDKs the way Statsig serves them: a manifest (`get_id_lists`) and one file
 //! per list of `+<key>` lines, where a key is the first 8 characters of
 //! base64(SHA-256(unit id)). SDKs fetch a file again, whole, when its `fileID` changes.
+//!
+//! Every door computes the same `fileID` (a digest of the file) and `creationTime` (the list
+//! file's modification time) from the same list, so SDKs behind a load balancer see one
+//! version whichever door answers (a file rewritten with unchanged members keeps its time on
+//! the doors that saw it before, and costs core SDKs hopping between doors one download). A file is served without a key, as Statsig's CDN serves
+//! them and as the Go SDK fetches them: its 128-bit `fileID`, given only in the manifest
+//! (which needs a key), is what grants it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,10 +25,11 @@ use sha2::{Digest, Sha256};
 /// One list as SDKs download it.
 #[derive(Debug)]
 pub struct ListFile {
-    /// Changes whenever the members change (a digest of the body).
+    /// Changes whenever the members change: 128 bits of the body's SHA-256, in hex.
     pub file_id: String,
-    /// When these members were first loaded (ms since the epoch); SDKs ignore a manifest
-    /// entry older than the file they hold.
+    /// When these members were written (the list file's modification time, ms since the
+    /// epoch, kept while the members do not change and moved forward when they do): SDKs
+    /// ignore a manifest entry older than the file they hold.
     pub creation_time: u64,
     /// `+<key>\n` per member, keys sorted.
     pub body: Bytes,
@@ -47,7 +55,11 @@ impl IdListSet {
         let mut set = IdListSet::default();
         let mut lists = IdLists::default();
         for (name, path) in list_paths(dir)? {
-            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let io_error = |e: std::io::Error| format!("{}: {e}", path.display());
+            let bytes = std::fs::read(&path).map_err(io_error)?;
+            let modified = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map_err(io_error)?;
             let text = std::str::from_utf8(&bytes)
                 .map_err(|e| format!("{}: not UTF-8 text: {e}", path.display()))?;
             let keys: AHashSet<[u8; 8]> = text
@@ -56,7 +68,7 @@ impl IdListSet {
                 .filter(|id| !id.is_empty())
                 .map(evaluator::hash::id_list_key)
                 .collect();
-            let file = ListFile::of(&keys, previous.files.get(&name));
+            let file = ListFile::of(&keys, previous.files.get(&name), ms_since_epoch(modified));
             lists.insert_keys(&name, keys);
             set.files.insert(name, file);
         }
@@ -95,7 +107,7 @@ impl IdListSet {
 }
 
 impl ListFile {
-    fn of(keys: &AHashSet<[u8; 8]>, previous: Option<&ListFile>) -> ListFile {
+    fn of(keys: &AHashSet<[u8; 8]>, previous: Option<&ListFile>, modified_ms: u64) -> ListFile {
         let mut sorted: Vec<&[u8; 8]> = keys.iter().collect();
         sorted.sort_unstable();
         let mut body = Vec::with_capacity(sorted.len() * 10);
@@ -105,10 +117,13 @@ impl ListFile {
             body.push(b'\n');
         }
         let digest = Sha256::digest(&body);
-        let file_id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        let creation_time = previous
-            .filter(|p| p.file_id == file_id)
-            .map_or_else(crate::rules::now_ms, |p| p.creation_time);
+        let file_id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let creation_time = match previous {
+            Some(p) if p.file_id == file_id => p.creation_time,
+            // A file copied with an old time must still read as newer than what SDKs hold.
+            Some(p) => modified_ms.max(p.creation_time + 1),
+            None => modified_ms,
+        };
         ListFile {
             file_id,
             creation_time,
@@ -116,6 +131,11 @@ impl ListFile {
             members: keys.len(),
         }
     }
+}
+
+fn ms_since_epoch(time: SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The list files in `dir`, by name.
@@ -238,6 +258,29 @@ mod tests {
         );
         assert_ne!(second.files["b"].file_id, first.files["b"].file_id);
         assert!(second.files["b"].creation_time > first.files["b"].creation_time);
+        // A door started now serves the same versions (for `a`, rewritten with the same
+        // members, the same file at a later time: core SDKs would fetch it once more).
+        let other_door = IdListSet::load(&dir, &IdListSet::default()).unwrap();
+        let (ours, theirs) = (&second.files["b"], &other_door.files["b"]);
+        assert_eq!(
+            (&ours.file_id, ours.creation_time),
+            (&theirs.file_id, theirs.creation_time)
+        );
+        assert_eq!(other_door.files["a"].file_id, second.files["a"].file_id);
+        // New members written with an old time still read as newer.
+        std::fs::write(dir.join("b"), "u5\n").unwrap();
+        let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("b"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let third = IdListSet::load(&dir, &second).unwrap();
+        assert_eq!(
+            third.files["b"].creation_time,
+            second.files["b"].creation_time + 1
+        );
         let manifest = second.manifest("http://h:1");
         let b = &second.files["b"];
         assert_eq!(
