@@ -5,8 +5,8 @@
 #
 #   scripts/test.sh            (what .ci/run calls)
 #
-# Needs: cargo (with rustfmt and clippy), python3, Node 20 with npm, Java 17 + Maven and a
-# headless Chromium (both installed with apt-get when missing). Starts a real Apache Kafka
+# Needs: cargo (with rustfmt and clippy), python3, Node 20 with npm, Go, Java 17 + Maven
+# and a headless Chromium (Go, Java, Maven and Chromium installed with apt-get when missing). Starts a real Apache Kafka
 # broker for the tests and stops it at exit.
 # Caches under .cache/ (override with GATEHOUSE_CACHE).
 set -euo pipefail
@@ -57,6 +57,18 @@ if [ ! -x "$CHROMIUM" ]; then
   fi
 fi
 "$CHROMIUM" --version
+
+step "go: Statsig's Go SDK (Go module proxy)"
+if ! command -v go >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends golang-go >/dev/null
+  else
+    echo "missing: go" >&2; exit 1
+  fi
+fi
+go version
+(cd ingest/tests/sdk/go && go mod download)
 
 step "conformance vectors reproduce from the SDKs"
 "$venv/bin/python" evaluator/tests/conformance/gen_vectors.py --check 2> "$cache/gen_vectors.stderr" \

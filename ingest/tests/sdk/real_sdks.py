@@ -13,6 +13,12 @@ and as its browser build in headless Chromium on a page of another origin (js/br
 CORS, `se=1` bodies, the preflight its `/v1/rgstr` headers cost, gzip from the browser's
 CompressionStream). Its values must equal the server API's, and no request may fail.
 
+Statsig's Go SDK (github.com/statsig-io/go-sdk, go/main.go) evaluates with the legacy
+algorithm, which differs from the core SDK's in places (operators it lacks, target apps): it
+must answer the same from Gatehouse's `/v1/download_config_specs` and ID lists as from the
+ruleset file and lists served as they are by a plain reference server, and its flushed event
+must arrive in Kafka.
+
 ID lists: the ruleset served gains two gates on ID lists (`in_segment_list` on userIDs,
 `not_in_segment_list` on stableIDs) given to `gatehouse serve --id-lists`; the three server
 SDKs download the lists from Gatehouse (`get_id_lists`, `download_id_list_file`) and must
@@ -27,12 +33,16 @@ Usage: real_sdks.py GATEHOUSE_BINARY SPECS_FILE VECTORS_FILE
 Prints "N passed, M failed" and exits non-zero on any mismatch.
 """
 
+import base64
+import hashlib
+import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -40,6 +50,7 @@ SECRET = "secret-real-sdk-test"
 CLIENT = "client-real-sdk-test"
 JS_USERS = 25
 JS_DIR = os.path.join(os.path.dirname(__file__), "js")
+GO_DIR = os.path.join(os.path.dirname(__file__), "go")
 USERS = 150
 # Gates on ID lists, added to the served ruleset (name -> (operator, list, id type)).
 ID_LIST_GATES = {"idlist_user": ("in_segment_list", "beta_users", "userID"),
@@ -127,21 +138,95 @@ def js_client(base, cases, marker, script, label):
     return passed, failed
 
 
-def with_id_list_gates(specs_path, out_dir):
-    """The v2 ruleset at `specs_path` plus the ID_LIST_GATES, written under `out_dir`."""
-    specs = json.load(open(specs_path))
-    for name, (operator, list_name, id_type) in ID_LIST_GATES.items():
-        condition = f"cond_{name}"
-        specs["condition_map"][condition] = {"type": "unit_id", "operator": operator, "targetValue": list_name,
-                                             "idType": id_type, "field": None, "additionalValues": {}}
-        specs["feature_gates"][name] = {
-            "type": "feature_gate", "entity": "feature_gate", "salt": f"salt_{name}", "enabled": True,
-            "defaultValue": False, "idType": id_type, "version": 1,
+def id_list_gate(name):
+    """One of the ID_LIST_GATES as a v1 spec (conditions inline)."""
+    operator, list_name, id_type = ID_LIST_GATES[name]
+    condition = {"type": "unit_id", "operator": operator, "targetValue": list_name, "idType": id_type,
+                 "field": None, "additionalValues": {}}
+    return {"name": name, "type": "feature_gate", "entity": "feature_gate", "salt": f"salt_{name}",
+            "enabled": True, "defaultValue": False, "idType": id_type, "version": 1,
             "rules": [{"name": f"rule_{name}", "id": f"rule_{name}", "salt": f"rule_{name}", "passPercentage": 100,
                        "returnValue": True, "idType": id_type, "conditions": [condition], "groupName": None}]}
+
+
+def with_id_list_gates(specs_path, out_dir):
+    """The v2 ruleset at `specs_path` plus the ID_LIST_GATES, written under `out_dir`; and the
+    v1 ruleset beside it (conformance_v1.json, the generator's own file) plus the same gates."""
+    specs = json.load(open(specs_path))
+    v1 = json.load(open(os.path.join(os.path.dirname(specs_path), "conformance_v1.json")))
+    for name in ID_LIST_GATES:
+        spec = id_list_gate(name)
+        v1["feature_gates"].append(json.loads(json.dumps(spec)))
+        condition = f"cond_{name}"
+        specs["condition_map"][condition] = spec["rules"][0]["conditions"][0]
+        spec["rules"][0]["conditions"] = [condition]
+        specs["feature_gates"][spec.pop("name")] = spec
     path = os.path.join(out_dir, "specs.json")
     json.dump(specs, open(path, "w"))
-    return path
+    return path, v1
+
+
+def reference_server(v1, lists_dir):
+    """A plain server of Statsig's formats: `v1` as written, and the lists in `lists_dir` as
+    list files of `+` and base64(SHA-256(id))[:8], with their manifest. Returns its base URL."""
+    files = {}
+    for name in sorted(os.listdir(lists_dir)):
+        if not name.startswith("."):
+            ids = open(os.path.join(lists_dir, name)).read().split()
+            keys = sorted({base64.b64encode(hashlib.sha256(i.encode()).digest()).decode()[:8] for i in ids})
+            files[name] = "".join(f"+{k}\n" for k in keys).encode()
+
+    class Reference(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            name = self.path.rsplit("/", 1)[-1]
+            if self.path.startswith("/v1/download_id_list_file/") and name in files:
+                self._reply(files[name])
+            else:
+                self._reply(json.dumps(v1).encode())
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            if "get_id_lists" in self.path:
+                base = f"http://{self.headers['host']}"
+                self._reply(json.dumps({name: {"name": name, "size": len(body), "creationTime": 1, "fileID": name,
+                                               "url": f"{base}/v1/download_id_list_file/{name}"}
+                                        for name, body in files.items()}).encode())
+            elif "download_config_specs" in self.path:
+                self._reply(json.dumps(v1).encode())
+            else:
+                self._reply(b'{"success":true}', 202)
+
+        def _reply(self, body, status=200):
+            self.send_response(status)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Reference)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def go_sdk(bases, cases, marker):
+    """Statsig's Go SDK (go/main.go) evaluates every case from each server in `bases`."""
+    binary = os.path.join(tempfile.mkdtemp(), "sdk-go")
+    built = subprocess.run(["go", "build", "-o", binary, "."], cwd=GO_DIR, capture_output=True, text=True,
+                           timeout=600)
+    if built.returncode != 0:
+        sys.exit(f"building the Go SDK check failed:\n{built.stderr[-4000:]}")
+    results = []
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump([{"user": c["user"], "names": names_of(c)} for c in cases], f)
+        f.flush()
+        for base in bases:
+            out = subprocess.run([binary, base, SECRET, f.name, marker], capture_output=True, text=True, timeout=300)
+            if out.returncode != 0:
+                sys.exit(f"the Go SDK failed:\n{out.stderr[-4000:]}")
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return results
 
 
 def write_id_lists(lists_dir, cases, shift):
@@ -172,6 +257,36 @@ def node_core(base, cases, marker):
 def names_of(case):
     """The specs a case is checked on: the recorded ones and the ID-list gates."""
     return list(case["expected"]) + list(ID_LIST_GATES)
+
+
+def go_check(base, v1, lists_dir, cases, marker):
+    """The Go SDK answers alike from gatehouse and from the reference server, and on the ID-list
+    gates as gatehouse's API does (elsewhere its legacy algorithm may differ from the core's)."""
+    ours_run, reference_run = go_sdk([base, reference_server(v1, lists_dir)], cases, marker)
+    print(f"Go SDK initialized from gatehouse /v1/download_config_specs: {ours_run['initialized']}, "
+          f"from the reference server: {reference_run['initialized']}")
+    passed = failed = same_as_api = compared = 0
+    for case, ours, reference in zip(cases, ours_run["answers"], reference_run["answers"]):
+        if reference is None:
+            continue  # a user the Go SDK's User type cannot hold
+        for name, from_us, from_reference in zip(names_of(case), ours, reference):
+            if from_us == from_reference:
+                passed += 1
+            else:
+                failed += 1
+                if failed <= 10:
+                    print(f"MISMATCH Go {name} user={json.dumps(case['user'])}: from gatehouse={from_us} "
+                          f"from the reference={from_reference}")
+    for case, answers in zip(cases, ours_run["answers"]):
+        for name, (value, rule_id) in zip(names_of(case), answers or []):
+            if name in ID_LIST_GATES:
+                ours = post(base, "/v1/check_gate", {"user": case["user"], "gateName": name})
+                compared += 1
+                same_as_api += (value, rule_id) == (ours["value"], ours["rule_id"])
+    print(f"Go SDK: {passed} of {passed + failed} answers alike from gatehouse and the reference server; "
+          f"on the ID-list gates {same_as_api} of {compared} equal gatehouse's API")
+    ok = ours_run["initialized"] and reference_run["initialized"] and same_as_api == compared and compared > 0
+    return passed + ok, failed + (not ok)
 
 
 def changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker):
@@ -219,7 +334,7 @@ def changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker):
         if all(a is None or a == b for sdk in answers.values() for a, b in zip(sdk, after)):
             break
         time.sleep(0.5)
-    node = node_core(base, cases, marker + "-lists")
+    node = node_core(base, cases, marker)
     answers["node-core"] = [[node["answers"][i][names_of(c).index(g)][0] for g in ID_LIST_GATES]
                             for i, c in enumerate(cases)]
     passed = failed = 0
@@ -263,7 +378,7 @@ def main():
     brokers = os.environ.get("GATEHOUSE_KAFKA_BROKERS")
     events_topic = f"sdk-test.events.{os.getpid()}.{int(time.time())}"
     work = tempfile.mkdtemp(prefix="gatehouse-sdk-")
-    specs = with_id_list_gates(specs, work)
+    specs, v1 = with_id_list_gates(specs, work)
     lists_dir = os.path.join(work, "lists")
     os.mkdir(lists_dir)
     with open(vectors_path) as f:
@@ -341,6 +456,8 @@ def main():
                         if failed <= 10:
                             print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
         print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
+        go_passed, go_failed = go_check(base, v1, lists_dir, cases, marker)
+        passed, failed = passed + go_passed, failed + go_failed
         lists_passed, lists_failed = changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker)
         passed, failed = passed + lists_passed, failed + lists_failed
         for script, label in (("js_client.mjs", "js-client (Node)"),
@@ -355,10 +472,12 @@ def main():
         if brokers:
             js_events = ("sdk_check_js", "sdk_check_browser", "sdk_check_browser_gzip")
             arrived = read_events(brokers, events_topic,
-                                  {"sdk_check_core", "sdk_check_legacy", "sdk_check_node_core", *js_events})
+                                  {"sdk_check_core", "sdk_check_legacy", "sdk_check_node_core", "sdk_check_go",
+                                   *js_events})
             js_user = js_users(cases)[0]
             js_unit = js_user.get("userID") or js_user["customIDs"]["stableID"]
             for name, user_id, sdk_type in (("sdk_check_core", "core-user", "statsig-server-core-python"),
+                                            ("sdk_check_go", "go-user", "go-sdk"),
                                             ("sdk_check_legacy", "legacy-user", "py-server"),
                                             ("sdk_check_node_core", "node-core-user", "statsig-server-core-node"),
                                             *((name, js_unit, "javascript-client") for name in js_events)):
