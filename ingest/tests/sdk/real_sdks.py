@@ -13,11 +13,11 @@ and as its browser build in headless Chromium on a page of another origin (js/br
 CORS, `se=1` bodies, the preflight its `/v1/rgstr` headers cost, gzip from the browser's
 CompressionStream). Its values must equal the server API's, and no request may fail.
 
-Statsig's Go SDK (github.com/statsig-io/go-sdk, go/main.go) evaluates with the legacy
-algorithm, which differs from the core SDK's in places (operators it lacks, target apps): it
-must answer the same from Gatehouse's `/v1/download_config_specs` and ID lists as from the
-ruleset file and lists served as they are by a plain reference server, and its flushed event
-must arrive in Kafka.
+Statsig's Go SDK (github.com/statsig-io/go-sdk, go/main.go) and Java SDK (com.statsig:
+serversdk, java/SdkCheck.java) evaluate with the legacy algorithm, which differs from the core
+SDK's in places (operators Go lacks, target apps, number handling): each must answer the same
+from Gatehouse's `/v1/download_config_specs` and ID lists as from the ruleset file and lists
+served as they are by a plain reference server, and its flushed event must arrive in Kafka.
 
 ID lists: the ruleset served gains two gates on ID lists (`in_segment_list` on userIDs,
 `not_in_segment_list` on stableIDs) given to `gatehouse serve --id-lists`; the three server
@@ -51,6 +51,7 @@ CLIENT = "client-real-sdk-test"
 JS_USERS = 25
 JS_DIR = os.path.join(os.path.dirname(__file__), "js")
 GO_DIR = os.path.join(os.path.dirname(__file__), "go")
+JAVA_DIR = os.path.join(os.path.dirname(__file__), "java")
 USERS = 150
 # Gates on ID lists, added to the served ruleset (name -> (operator, list, id type)).
 ID_LIST_GATES = {"idlist_user": ("in_segment_list", "beta_users", "userID"),
@@ -177,6 +178,10 @@ def reference_server(v1, lists_dir):
             files[name] = "".join(f"+{k}\n" for k in keys).encode()
 
     class Reference(http.server.BaseHTTPRequestHandler):
+        # Keep-alive, as SDK HTTP clients expect (OkHttp reuses a connection an HTTP/1.0
+        # server has closed, and fails).
+        protocol_version = "HTTP/1.1"
+
         def do_GET(self):
             name = self.path.rsplit("/", 1)[-1]
             if self.path.startswith("/v1/download_id_list_file/") and name in files:
@@ -210,21 +215,44 @@ def reference_server(v1, lists_dir):
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def go_sdk(bases, cases, marker):
-    """Statsig's Go SDK (go/main.go) evaluates every case from each server in `bases`."""
+def built(command, cwd, what):
+    """Runs a build step; exits naming `what` when it fails."""
+    out = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        sys.exit(f"building the {what} check failed:\n{out.stdout[-2000:]}{out.stderr[-4000:]}")
+    return out
+
+
+def go_command():
+    """The Go SDK check (go/main.go), built."""
     binary = os.path.join(tempfile.mkdtemp(), "sdk-go")
-    built = subprocess.run(["go", "build", "-o", binary, "."], cwd=GO_DIR, capture_output=True, text=True,
-                           timeout=600)
-    if built.returncode != 0:
-        sys.exit(f"building the Go SDK check failed:\n{built.stderr[-4000:]}")
+    built(["go", "build", "-o", binary, "."], GO_DIR, "Go SDK")
+    return [binary]
+
+
+def java_command():
+    """The Java SDK check (java/SdkCheck.java), compiled against the SDK Maven resolves."""
+    out_dir = tempfile.mkdtemp()
+    classpath_file = os.path.join(out_dir, "classpath.txt")
+    built(["mvn", "-q", "-f", "pom.xml", "dependency:build-classpath", f"-Dmdep.outputFile={classpath_file}"],
+          JAVA_DIR, "Java SDK")
+    classpath = open(classpath_file).read().strip()
+    built(["javac", "-d", out_dir, "-cp", classpath, "SdkCheck.java"], JAVA_DIR, "Java SDK")
+    return ["java", "-cp", f"{out_dir}{os.pathsep}{classpath}", "SdkCheck"]
+
+
+def legacy_sdk_runs(command, bases, cases, marker):
+    """A legacy-algorithm SDK check (`command`: go/ or java/) evaluating every case from each
+    server in `bases`."""
     results = []
     with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
         json.dump([{"user": c["user"], "names": names_of(c)} for c in cases], f)
         f.flush()
         for base in bases:
-            out = subprocess.run([binary, base, SECRET, f.name, marker], capture_output=True, text=True, timeout=300)
+            out = subprocess.run([*command, base, SECRET, f.name, marker], capture_output=True, text=True,
+                                 timeout=300)
             if out.returncode != 0:
-                sys.exit(f"the Go SDK failed:\n{out.stderr[-4000:]}")
+                sys.exit(f"{command[-1]} failed:\n{out.stderr[-4000:]}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return results
 
@@ -254,37 +282,47 @@ def node_core(base, cases, marker):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def unit_id(user, id_type):
+    """The user's id of `id_type` ("" when it has none)."""
+    if id_type == "userID":
+        return user.get("userID") or ""
+    return (user.get("customIDs") or {}).get(id_type) or ""
+
+
 def names_of(case):
     """The specs a case is checked on: the recorded ones and the ID-list gates."""
     return list(case["expected"]) + list(ID_LIST_GATES)
 
 
-def go_check(base, v1, lists_dir, cases, marker):
-    """The Go SDK answers alike from gatehouse and from the reference server, and on the ID-list
-    gates as gatehouse's API does (elsewhere its legacy algorithm may differ from the core's)."""
-    ours_run, reference_run = go_sdk([base, reference_server(v1, lists_dir)], cases, marker)
-    print(f"Go SDK initialized from gatehouse /v1/download_config_specs: {ours_run['initialized']}, "
+def legacy_sdk_check(label, command, base, v1, lists_dir, cases, marker):
+    """A legacy-algorithm SDK answers alike from gatehouse and from the reference server, and on
+    the ID-list gates as gatehouse's API does for users with the gate's unit id (elsewhere its
+    algorithm may differ from the core's)."""
+    ours_run, reference_run = legacy_sdk_runs(command, [base, reference_server(v1, lists_dir)], cases, marker)
+    print(f"{label} initialized from gatehouse /v1/download_config_specs: {ours_run['initialized']}, "
           f"from the reference server: {reference_run['initialized']}")
     passed = failed = same_as_api = compared = 0
     for case, ours, reference in zip(cases, ours_run["answers"], reference_run["answers"]):
         if reference is None:
-            continue  # a user the Go SDK's User type cannot hold
+            continue  # a user the SDK's User type cannot hold, or one it refuses
         for name, from_us, from_reference in zip(names_of(case), ours, reference):
             if from_us == from_reference:
                 passed += 1
             else:
                 failed += 1
                 if failed <= 10:
-                    print(f"MISMATCH Go {name} user={json.dumps(case['user'])}: from gatehouse={from_us} "
+                    print(f"MISMATCH {label} {name} user={json.dumps(case['user'])}: from gatehouse={from_us} "
                           f"from the reference={from_reference}")
     for case, answers in zip(cases, ours_run["answers"]):
         for name, (value, rule_id) in zip(names_of(case), answers or []):
-            if name in ID_LIST_GATES:
+            # A user without the gate's unit id is where the legacy algorithms differ (Java
+            # fails not_in_segment_list for it; the core SDK compares "").
+            if name in ID_LIST_GATES and unit_id(case["user"], ID_LIST_GATES[name][2]):
                 ours = post(base, "/v1/check_gate", {"user": case["user"], "gateName": name})
                 compared += 1
                 same_as_api += (value, rule_id) == (ours["value"], ours["rule_id"])
-    print(f"Go SDK: {passed} of {passed + failed} answers alike from gatehouse and the reference server; "
-          f"on the ID-list gates {same_as_api} of {compared} equal gatehouse's API")
+    print(f"{label}: {passed} of {passed + failed} answers alike from gatehouse and the reference server; "
+          f"on the ID-list gates, for users with the unit id, {same_as_api} of {compared} equal gatehouse's API")
     ok = ours_run["initialized"] and reference_run["initialized"] and same_as_api == compared and compared > 0
     return passed + ok, failed + (not ok)
 
@@ -456,8 +494,9 @@ def main():
                         if failed <= 10:
                             print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
         print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
-        go_passed, go_failed = go_check(base, v1, lists_dir, cases, marker)
-        passed, failed = passed + go_passed, failed + go_failed
+        for label, command in (("Go SDK", go_command()), ("Java SDK", java_command())):
+            sdk_passed, sdk_failed = legacy_sdk_check(label, command, base, v1, lists_dir, cases, marker)
+            passed, failed = passed + sdk_passed, failed + sdk_failed
         lists_passed, lists_failed = changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker)
         passed, failed = passed + lists_passed, failed + lists_failed
         for script, label in (("js_client.mjs", "js-client (Node)"),
@@ -472,12 +511,13 @@ def main():
         if brokers:
             js_events = ("sdk_check_js", "sdk_check_browser", "sdk_check_browser_gzip")
             arrived = read_events(brokers, events_topic,
-                                  {"sdk_check_core", "sdk_check_legacy", "sdk_check_node_core", "sdk_check_go",
+                                  {"sdk_check_core", "sdk_check_legacy", "sdk_check_node_core", "sdk_check_go", "sdk_check_java",
                                    *js_events})
             js_user = js_users(cases)[0]
             js_unit = js_user.get("userID") or js_user["customIDs"]["stableID"]
             for name, user_id, sdk_type in (("sdk_check_core", "core-user", "statsig-server-core-python"),
                                             ("sdk_check_go", "go-user", "go-sdk"),
+                                            ("sdk_check_java", "java-user", "java-server"),
                                             ("sdk_check_legacy", "legacy-user", "py-server"),
                                             ("sdk_check_node_core", "node-core-user", "statsig-server-core-node"),
                                             *((name, js_unit, "javascript-client") for name in js_events)):
@@ -485,6 +525,8 @@ def main():
                 ok = (event is not None and event["value"] == marker and event["unit_id"] == user_id
                       and event["sdk_type"] == sdk_type and event["schema_version"] == 1)
                 print(f"{name} flushed by the SDK arrived in Kafka: {ok}")
+                if not ok:
+                    print(f"  {name} as read from Kafka: {json.dumps(event)}")
                 passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
         else:
             print("GATEHOUSE_KAFKA_BROKERS unset: SDK event delivery not checked")
