@@ -68,11 +68,14 @@ pub fn sha256_base64(name: &str) -> String {
     BASE64.encode(Sha256::digest(name.as_bytes()))
 }
 
-/// The key an ID-list file stores for a unit: the first 8 characters of base64(SHA-256(id)).
+/// The key an ID-list file stores for a unit: the first 8 characters of base64(SHA-256(id)),
+/// which are the base64 of the digest's first 6 bytes (base64 maps 3 bytes to 4 characters),
+/// so no string is built: `in_segment_list` runs on the request path.
 pub fn id_list_key(unit_id: &str) -> [u8; 8] {
-    let encoded = BASE64.encode(Sha256::digest(unit_id.as_bytes()));
+    let digest = Sha256::digest(unit_id.as_bytes());
     let mut key = [0u8; 8];
-    key.copy_from_slice(&encoded.as_bytes()[..8]);
+    let written = BASE64.encode_slice(&digest[..6], &mut key);
+    debug_assert_eq!(written, Ok(8));
     key
 }
 

@@ -1,4 +1,5 @@
-//! A gate check must not touch the heap: counted with a counting global allocator.
+//! A gate check must not touch the heap (ID-list lookups included): counted with a counting
+//! global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -38,7 +39,7 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn gate_checks_do_not_allocate() {
-    let rs = Ruleset::from_value(json!({
+    let mut rs = Ruleset::from_value(json!({
         "time": 1,
         "condition_map": {
             "country": {"type": "user_field", "field": "country", "operator": "any",
@@ -49,7 +50,9 @@ fn gate_checks_do_not_allocate() {
                       "targetValue": ["@example.com"], "idType": "userID"},
             "bucket": {"type": "user_bucket", "operator": "lt", "targetValue": 500,
                        "additionalValues": {"salt": "s"}, "idType": "userID"},
-            "time": {"type": "current_time", "operator": "after", "targetValue": 0, "idType": "userID"}
+            "time": {"type": "current_time", "operator": "after", "targetValue": 0, "idType": "userID"},
+            "listed": {"type": "unit_id", "operator": "in_segment_list", "targetValue": "beta",
+                       "idType": "userID"}
         },
         "feature_gates": {
             "three": {"type": "feature_gate", "salt": "a", "enabled": true, "defaultValue": false,
@@ -59,10 +62,17 @@ fn gate_checks_do_not_allocate() {
             "bucketed": {"type": "feature_gate", "salt": "b", "enabled": true, "defaultValue": false,
                          "idType": "userID", "entity": "feature_gate",
                          "rules": [{"id": "r", "passPercentage": 50, "returnValue": true,
-                                    "idType": "userID", "conditions": ["bucket", "time"]}]}
+                                    "idType": "userID", "conditions": ["bucket", "time"]}]},
+            "in_list": {"type": "feature_gate", "salt": "c", "enabled": true, "defaultValue": false,
+                        "idType": "userID", "entity": "feature_gate",
+                        "rules": [{"id": "r", "passPercentage": 100, "returnValue": true,
+                                   "idType": "userID", "conditions": ["listed"]}]}
         }
     }))
     .unwrap();
+    let mut lists = evaluator::IdLists::default();
+    lists.insert_ids("beta", ["u0", "u1"]);
+    rs.set_id_lists(std::sync::Arc::new(lists));
     let user = User::from_json(&json!({
         "userID": "u1", "country": "us", "appVersion": "1.4.0", "email": "a@example.com"
     }))
@@ -75,17 +85,21 @@ fn gate_checks_do_not_allocate() {
     // Warm up lazily built tables, then count.
     rs.check_gate("three", &ctx);
     rs.check_gate("bucketed", &ctx);
+    rs.check_gate("in_list", &ctx);
 
     let mut passes = 0;
+    let mut listed = 0;
     let allocations = count_allocations(|| {
         for _ in 0..1000 {
             passes += rs.check_gate("three", &ctx).bool_value as u32;
             passes += rs.check_gate("bucketed", &ctx).bool_value as u32;
+            listed += rs.check_gate("in_list", &ctx).bool_value as u32;
         }
     });
     assert_eq!(
         allocations, 0,
-        "{allocations} allocations in 2000 gate checks"
+        "{allocations} allocations in 3000 gate checks"
     );
     assert!(passes >= 1000, "the 3-condition gate passes for this user");
+    assert_eq!(listed, 1000, "the user is in the list");
 }
