@@ -315,5 +315,19 @@ mod tests {
         for ignored in ["items=0-", "bytes=x-", "bytes=5-2", "bytes=-5", "bytes=1"] {
             assert_eq!(ByteRange::of(Some(ignored), 10), Whole, "{ignored}");
         }
+        // Whatever is asked, a part lies inside the body and is never empty.
+        for len in 0..12 {
+            for start in 0..14 {
+                for end in 0..14 {
+                    for header in [format!("bytes={start}-"), format!("bytes={start}-{end}")] {
+                        match ByteRange::of(Some(&header), len) {
+                            Part(s, e) => assert!(s == start && s < e && e <= len, "{header}"),
+                            Unsatisfiable => assert!(len > 0 && start >= len, "{header}"),
+                            Whole => {}
+                        }
+                    }
+                }
+            }
+        }
     }
 }
