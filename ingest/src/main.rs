@@ -84,7 +84,8 @@ struct ServeArgs {
     specs: Option<PathBuf>,
     /// Directory of ID lists (the lists `in_segment_list` conditions name): one file per
     /// list, named as the list, one unit id per line; dot-files are ignored. Watched like
-    /// the specs file, and served to server SDKs (`get_id_lists`).
+    /// the specs file, and served to server SDKs (`get_id_lists`). `up` with the demo specs
+    /// defaults to docs/examples/id_lists.
     #[arg(long, env = "GATEHOUSE_ID_LISTS")]
     id_lists: Option<PathBuf>,
     /// Server secret key (secret-…); repeatable.
@@ -443,7 +444,11 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
     let has_state = args.state_dir.is_some() || args.state_topic.is_some();
     let specs = match (args.specs.take(), demo) {
         (Some(specs), _) => Some(specs),
-        (None, true) => Some(PathBuf::from(DEMO_SPECS)),
+        (None, true) => {
+            // The demo specs' `new_checkout` lets in the demo ID list's beta testers.
+            args.id_lists.get_or_insert_with(|| PathBuf::from(DEMO_ID_LISTS));
+            Some(PathBuf::from(DEMO_SPECS))
+        }
         (None, false) if has_state => None,
         (None, false) => {
             return Err(
@@ -677,6 +682,9 @@ async fn run_sink(
 
 /// The demo specs `up` serves when no --specs is given.
 const DEMO_SPECS: &str = "docs/examples/specs.json";
+
+/// The ID lists `up` serves with the demo specs when no --id-lists is given.
+const DEMO_ID_LISTS: &str = "docs/examples/id_lists";
 
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
