@@ -212,8 +212,11 @@ impl LiveRules {
     /// yet). The specs did not change, so neither does `time`: SDKs sync lists on their own
     /// schedule and need not download the specs again.
     pub fn load_id_lists(&self, dir: &Path) -> Result<(), String> {
+        // Reading and hashing millions of ids takes seconds: not under the lock that console
+        // writes take. (Only the watcher loads lists, so no other load races this one.)
+        let previous = self.lock_sources().id_lists.clone();
+        let lists = Arc::new(IdListSet::load(dir, &previous)?);
         let mut sources = self.lock_sources();
-        let lists = Arc::new(IdListSet::load(dir, &sources.id_lists)?);
         let published = match self.get() {
             Some(current) => Some(compile(
                 sources.file.as_ref(),
