@@ -2,36 +2,23 @@
 //! the demo specs, keys and ID list are served, so the README's first command shows a gate,
 //! a key and an ID list at work.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{free_port, raw_request};
 
 fn check_gate(port: u16, key: &str, user_id: &str) -> String {
     let body =
         format!(r#"{{"user":{{"userID":"{user_id}","country":"DE"}},"gateName":"new_checkout"}}"#);
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "POST /v1/check_gate HTTP/1.1\r\nhost: x\r\nstatsig-api-key: {key}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    out
+    let key = format!("statsig-api-key: {key}");
+    raw_request(port, "POST", "/v1/check_gate", &[&key], body.as_bytes())
 }
 
 #[test]
 fn up_alone_serves_the_demo_specs_keys_and_id_list() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let data = std::env::temp_dir().join(format!("gatehouse-demo-{}", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])

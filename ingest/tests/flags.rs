@@ -5,9 +5,12 @@
 //! message naming the flag, and SDK exceptions reach the log.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{free_port, raw_request};
 
 const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/specs.json");
 
@@ -33,11 +36,7 @@ impl Drop for Running {
 }
 
 fn start(flags: &[&str]) -> (Running, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = gatehouse(port, flags)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -52,27 +51,9 @@ fn start(flags: &[&str]) -> (Running, u16) {
     (running, port)
 }
 
-/// The raw response (status line, headers, body) to one request.
+/// The raw response (status line, headers, body) to one request, lowercased.
 fn request(port: u16, method: &str, path: &str, headers: &[&str], body: &[u8]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    // A server that never answers fails the test instead of hanging it.
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for header in headers {
-        head.push_str(header);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    out.to_ascii_lowercase()
+    raw_request(port, method, path, headers, body).to_ascii_lowercase()
 }
 
 #[test]
@@ -299,11 +280,7 @@ fn logs_are_json_lines_when_asked_and_never_coloured_in_a_pipe() {
 
 #[test]
 fn exceptions_reported_with_a_known_key_are_logged() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = gatehouse(port, &["--log-format", "json"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -3,32 +3,24 @@
 //! the front door logged is in the Parquet files when the process exits.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::{free_port, raw_request};
 
 fn request(port: u16, path: &str, body: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nhost: x\r\nstatsig-api-key: secret-dev\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
+    raw_request(
+        port,
+        "POST",
+        path,
+        &["statsig-api-key: secret-dev"],
+        body.as_bytes(),
     )
-    .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    out
 }
 
 fn parquet_rows(dir: &Path) -> u64 {
