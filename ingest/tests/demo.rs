@@ -2,12 +2,11 @@
 //! the demo specs, keys and ID list are served, so the README's first command shows a gate,
 //! a key and an ID list at work.
 
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{free_port, raw_request};
+use common::{free_port, raw_request, wait_until_listening};
 
 fn check_gate(port: u16, key: &str, user_id: &str) -> String {
     let body =
@@ -33,11 +32,7 @@ fn up_alone_serves_the_demo_specs_keys_and_id_list() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "gatehouse up did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_listening(port, "gatehouse up");
 
     // alice is in docs/examples/id_lists/beta_testers; zed is not, and is no employee.
     let listed = check_gate(port, "secret-dev", "alice");

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{free_port, raw_request};
+use common::{free_port, raw_request, wait_until_listening};
 
 const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/specs.json");
 
@@ -43,11 +43,7 @@ fn start(flags: &[&str]) -> (Running, u16) {
         .spawn()
         .unwrap();
     let running = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "gatehouse serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_listening(port, "gatehouse serve");
     (running, port)
 }
 
@@ -300,11 +296,7 @@ fn exceptions_reported_with_a_known_key_are_logged() {
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "gatehouse serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_listening(port, "gatehouse serve");
     let report = |key: &str, tag: &str| {
         let body =
             serde_json::json!({"tag": tag, "exception": "TypeError", "info": "x".repeat(900)});

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 mod common;
-use common::{free_port, raw_request};
+use common::{free_port, raw_request, wait_until_listening};
 
 fn request(port: u16, path: &str, body: &str) -> String {
     raw_request(
@@ -64,11 +64,7 @@ fn sigterm_answers_in_flight_requests_and_flushes_every_exposure_to_parquet() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "gatehouse up did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_listening(port, "gatehouse up");
 
     let gate = |i: u32| {
         format!(r#"{{"user":{{"userID":"u{i}","country":"US"}},"gateName":"new_checkout"}}"#)

@@ -182,6 +182,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until a `gatehouse` process listens on `port` (30 s at most; `what` names it when
+/// it does not).
+pub fn wait_until_listening(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// One raw HTTP/1.1 request (`connection: close`) to a `gatehouse` process on `port`: the
 /// whole answer, status line, headers and body, as text. A server that never answers fails
 /// the test instead of hanging it.
