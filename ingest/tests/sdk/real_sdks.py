@@ -38,6 +38,7 @@ import hashlib
 import http.server
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -223,16 +224,18 @@ def built(command, cwd, what):
     return out
 
 
-def go_command():
-    """The Go SDK check (go/main.go), built."""
-    binary = os.path.join(tempfile.mkdtemp(), "sdk-go")
+def go_command(work):
+    """The Go SDK check (go/main.go), built under `work`."""
+    binary = os.path.join(work, "sdk-go")
     built(["go", "build", "-o", binary, "."], GO_DIR, "Go SDK")
     return [binary]
 
 
-def java_command():
-    """The Java SDK check (java/SdkCheck.java), compiled against the SDK Maven resolves."""
-    out_dir = tempfile.mkdtemp()
+def java_command(work):
+    """The Java SDK check (java/SdkCheck.java), compiled under `work` against the SDK Maven
+    resolves."""
+    out_dir = os.path.join(work, "java")
+    os.mkdir(out_dir)
     classpath_file = os.path.join(out_dir, "classpath.txt")
     built(["mvn", "-q", "-f", "pom.xml", "dependency:build-classpath", f"-Dmdep.outputFile={classpath_file}"],
           JAVA_DIR, "Java SDK")
@@ -494,7 +497,7 @@ def main():
                         if failed <= 10:
                             print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
         print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
-        for label, command in (("Go SDK", go_command()), ("Java SDK", java_command())):
+        for label, command in (("Go SDK", go_command(work)), ("Java SDK", java_command(work))):
             sdk_passed, sdk_failed = legacy_sdk_check(label, command, base, v1, lists_dir, cases, marker)
             passed, failed = passed + sdk_passed, failed + sdk_failed
         lists_passed, lists_failed = changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker)
@@ -536,6 +539,7 @@ def main():
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed or passed == 0 else 0)
 
