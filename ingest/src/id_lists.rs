@@ -7,9 +7,9 @@
 //! Every door computes the same `fileID` (a digest of the file) and `creationTime` (the list
 //! file's modification time) from the same list, so SDKs behind a load balancer see one
 //! version whichever door answers (a file rewritten with unchanged members keeps its time on
-//! the doors that saw it before, and costs core SDKs hopping between doors one download). A file is served without a key, as Statsig's CDN serves
-//! them and as the Go SDK fetches them: its 128-bit `fileID`, given only in the manifest
-//! (which needs a key), is what grants it.
+//! the doors that saw it before, and costs core SDKs hopping between doors one download).
+//! A file is served without a key, as Statsig's CDN serves them and as the Go SDK fetches
+//! them: its 128-bit `fileID`, given only in the manifest (which needs a key), grants it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,9 +33,10 @@ pub struct ListFile {
     pub creation_time: u64,
     /// `+<key>\n` per member, keys sorted.
     pub body: Bytes,
-    /// How many members.
-    pub members: usize,
 }
+
+/// Bytes per member in a list file: `+`, the 8-character key, `\n`.
+const LINE: usize = 10;
 
 /// Every list of one load: the files SDKs download and the evaluator's view of them.
 #[derive(Debug, Default)]
@@ -68,7 +69,8 @@ impl IdListSet {
                 .filter(|id| !id.is_empty())
                 .map(evaluator::hash::id_list_key)
                 .collect();
-            let file = ListFile::of(&keys, previous.files.get(&name), ms_since_epoch(modified));
+            let modified_ms = crate::rules::ms_since_epoch(modified);
+            let file = ListFile::of(&keys, previous.files.get(&name), modified_ms);
             lists.insert_keys(&name, keys);
             set.files.insert(name, file);
         }
@@ -102,7 +104,7 @@ impl IdListSet {
 
     /// Members over all lists.
     pub fn members(&self) -> usize {
-        self.files.values().map(|f| f.members).sum()
+        self.files.values().map(|f| f.body.len() / LINE).sum()
     }
 }
 
@@ -110,14 +112,14 @@ impl ListFile {
     fn of(keys: &AHashSet<[u8; 8]>, previous: Option<&ListFile>, modified_ms: u64) -> ListFile {
         let mut sorted: Vec<&[u8; 8]> = keys.iter().collect();
         sorted.sort_unstable();
-        let mut body = Vec::with_capacity(sorted.len() * 10);
+        let mut body = Vec::with_capacity(sorted.len() * LINE);
         for key in sorted {
             body.push(b'+');
             body.extend_from_slice(key);
             body.push(b'\n');
         }
         let digest = Sha256::digest(&body);
-        let file_id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let file_id = crate::keys::hex(&digest[..16]);
         let creation_time = match previous {
             Some(p) if p.file_id == file_id => p.creation_time,
             // A file copied with an old time must still read as newer than what SDKs hold.
@@ -128,14 +130,8 @@ impl ListFile {
             file_id,
             creation_time,
             body: Bytes::from(body),
-            members: keys.len(),
         }
     }
-}
-
-fn ms_since_epoch(time: SystemTime) -> u64 {
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The list files in `dir`, by name.

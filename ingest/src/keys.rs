@@ -286,7 +286,12 @@ pub fn digest(raw: &str) -> [u8; 32] {
 
 /// The public id of a key: hex of its digest's first 6 bytes.
 pub fn key_id(digest: &[u8; 32]) -> String {
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&digest[..6])
+}
+
+/// Lowercase hex of `bytes` (key ids and digests, ID list file ids).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

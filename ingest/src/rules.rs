@@ -344,8 +344,11 @@ fn compile(
 
 /// Now, in ms since the epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    ms_since_epoch(SystemTime::now())
+}
+
+/// `time` in ms since the epoch (0 before it).
+pub fn ms_since_epoch(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -11,7 +11,7 @@ use crate::control::specs::FieldError;
 use crate::control::state::Kind;
 use crate::control::{self, Control};
 use crate::http::{json_reply, AppState, Decoded, Reply};
-use crate::keys::{Access, KeyKind, KeyRecord, KNOWN_SCOPES};
+use crate::keys::{hex, Access, KeyKind, KeyRecord, KNOWN_SCOPES};
 use crate::rules::now_ms;
 
 /// A key document as the API shows it (never the secret, nor its digest).
@@ -43,10 +43,6 @@ fn seed_doc(record: &KeyRecord) -> Value {
            "description": "given by a start-up flag", "scopes": scopes, "environments": [],
            "targetAppID": record.target_app, "secondaryTargetAppIDs": [], "status": "active",
            "source": "flag", "createdTime": null})
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn all_keys(
