@@ -9,6 +9,7 @@ use ahash::{AHashMap, AHashSet};
 use fancy_regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
+use crate::ruleset::SpecKind;
 use crate::user::UserField;
 use crate::value::{parse_target_timestamp, version_parts, Val};
 
@@ -38,6 +39,9 @@ pub(crate) enum Kind {
     UserBucket(Box<str>),
     UnitId,
     TargetApp,
+    /// `experiment_group`: the user's group in the experiment named by `field` (its index
+    /// among dynamic configs; None when there is no such experiment).
+    ExperimentGroup(Option<u32>),
     /// A condition type this server does not evaluate (or a malformed nested gate): the spec
     /// becomes "unsupported", as in Statsig's core SDK.
     Unsupported,
@@ -173,17 +177,21 @@ pub(crate) struct Condition {
 
 impl Condition {
     /// Whether the result depends only on the user, the clock and the ruleset (no nested
-    /// gate, nothing that marks the spec unsupported), so it can be reused for the same user.
+    /// evaluation, nothing that marks the spec unsupported), so it can be reused for the
+    /// same user.
     pub fn is_leaf(&self) -> bool {
         self.op.is_some()
             && !matches!(
                 self.kind,
-                Kind::Public | Kind::NestedGate { .. } | Kind::Unsupported
+                Kind::Public
+                    | Kind::NestedGate { .. }
+                    | Kind::ExperimentGroup(_)
+                    | Kind::Unsupported
             )
     }
 
-    /// Compiles one condition object. `gate_index` resolves nested gate names.
-    pub fn compile(raw: &Value, gate_index: &dyn Fn(&str) -> Option<u32>) -> Condition {
+    /// Compiles one condition object. `index` resolves the gates and experiments it names.
+    pub fn compile(raw: &Value, index: &dyn Fn(SpecKind, &str) -> Option<u32>) -> Condition {
         let get_str = |key: &str| raw.get(key).and_then(Value::as_str);
         let target_json = raw.get("targetValue").unwrap_or(&Value::Null);
         let op = get_str("operator").and_then(Op::parse);
@@ -192,7 +200,7 @@ impl Condition {
             t @ ("pass_gate" | "fail_gate") => match target_json.as_str() {
                 Some(name) => Kind::NestedGate {
                     name: name.into(),
-                    gate: gate_index(name),
+                    gate: index(SpecKind::Gate, name),
                     negate: t == "fail_gate",
                 },
                 None => Kind::Unsupported,
@@ -210,6 +218,9 @@ impl Condition {
             ),
             "unit_id" => Kind::UnitId,
             "target_app" => Kind::TargetApp,
+            "experiment_group" => Kind::ExperimentGroup(
+                get_str("field").and_then(|name| index(SpecKind::Config, name)),
+            ),
             _ => Kind::Unsupported,
         };
         Condition {
@@ -497,7 +508,7 @@ mod tests {
     fn check(op: &str, user: Value, target: Value) -> bool {
         let cond = Condition::compile(
             &json!({"type": "user_field", "operator": op, "targetValue": target, "field": "f"}),
-            &|_| None,
+            &|_, _| None,
         );
         let dv = DynValue::new(user);
         let val = if dv.json.is_null() {
@@ -619,11 +630,12 @@ mod tests {
 
     #[test]
     fn unknown_operator_does_not_compile() {
-        let c = Condition::compile(&json!({"type": "user_field", "operator": "glob"}), &|_| {
-            None
-        });
+        let c = Condition::compile(
+            &json!({"type": "user_field", "operator": "glob"}),
+            &|_, _| None,
+        );
         assert_eq!(c.op, None);
-        let c = Condition::compile(&json!({"type": "multi_pass_gate"}), &|_| None);
+        let c = Condition::compile(&json!({"type": "multi_pass_gate"}), &|_, _| None);
         assert_eq!(c.kind, Kind::Unsupported);
     }
 }

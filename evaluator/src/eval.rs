@@ -16,7 +16,8 @@ use crate::ua;
 use crate::user::User;
 use crate::value::{DynValue, Val};
 
-/// Nested gate depth past which a spec is answered as unsupported (a cycle, or abuse).
+/// Nesting depth (nested gates, delegations, experiments read by `experiment_group`
+/// conditions) past which a spec is answered as unsupported (a cycle, or abuse).
 const MAX_NESTING: u16 = 300;
 
 /// What an evaluation needs besides the ruleset.
@@ -87,6 +88,10 @@ pub struct Evaluation<'r> {
     pub is_in_layer: bool,
     /// The spec's `version`.
     pub version: Option<i64>,
+    /// Experiments whose group an `experiment_group` condition read, innermost first.
+    /// Statsig's core SDK reads each with a get_experiment of its own, which logs a config
+    /// exposure, so the caller logs one for each too.
+    pub experiments_read: Vec<&'r str>,
 }
 
 impl<'r> Evaluation<'r> {
@@ -106,6 +111,7 @@ impl<'r> Evaluation<'r> {
             is_experiment_active: false,
             is_in_layer: false,
             version: None,
+            experiments_read: Vec::new(),
         }
     }
 }
@@ -156,28 +162,19 @@ impl Ruleset {
         ctx: &EvalContext<'_>,
         scratch: &mut Scratch<'r>,
     ) -> Evaluation<'r> {
-        scratch.memo.clear();
-        scratch.secondary.clear();
-        let mut walk = Walk {
-            rs: self,
-            ctx,
-            st: State {
-                secondary: std::mem::take(&mut scratch.secondary),
-                ..State::default()
-            },
-            nesting: 0,
-            memo: std::mem::take(&mut scratch.memo),
-            leaves: std::mem::take(&mut scratch.leaves),
-        };
         let spec = self.spec(kind, idx);
-        let finished = walk.evaluate(spec);
-        scratch.memo = walk.memo;
-        scratch.leaves = walk.leaves;
-        let st = walk.st;
+        let (finished, st) = self.walk(spec, ctx, scratch, 0);
         if finished.is_err() || st.unsupported {
             return Evaluation {
                 outcome: Outcome::Unsupported,
                 id_type: &spec.id_type,
+                // Read before the unsupported condition, as the core SDK does; a walk cut
+                // short by a cycle logs nothing.
+                experiments_read: if finished.is_ok() {
+                    st.experiments_read
+                } else {
+                    Vec::new()
+                },
                 ..Evaluation::unrecognized()
             };
         }
@@ -196,7 +193,38 @@ impl Ruleset {
             is_experiment_active: st.is_experiment_active,
             is_in_layer: st.is_in_layer,
             version: st.version,
+            experiments_read: st.experiments_read,
         }
+    }
+
+    /// Walks `spec` from a fresh result. `depth` is the nesting of the walks this one runs
+    /// inside (an experiment read by an `experiment_group` condition), counted against
+    /// [`MAX_NESTING`] with the walk's own.
+    fn walk<'r>(
+        &'r self,
+        spec: &'r Spec,
+        ctx: &EvalContext<'_>,
+        scratch: &mut Scratch<'r>,
+        depth: u16,
+    ) -> (Result<(), TooDeep>, State<'r>) {
+        scratch.memo.clear();
+        scratch.secondary.clear();
+        let mut walk = Walk {
+            rs: self,
+            ctx,
+            st: State {
+                secondary: std::mem::take(&mut scratch.secondary),
+                ..State::default()
+            },
+            nesting: 0,
+            depth,
+            memo: std::mem::take(&mut scratch.memo),
+            leaves: std::mem::take(&mut scratch.leaves),
+        };
+        let finished = walk.evaluate(spec);
+        scratch.memo = walk.memo;
+        scratch.leaves = walk.leaves;
+        (finished, walk.st)
     }
 }
 
@@ -270,6 +298,7 @@ struct State<'r> {
     json_value: Option<&'r Value>,
     rule_id: Option<&'r str>,
     group_name: Option<&'r str>,
+    group_value: Option<&'r DynValue>,
     is_experiment_group: bool,
     is_experiment_active: bool,
     is_in_layer: bool,
@@ -281,6 +310,7 @@ struct State<'r> {
     id_type: Option<&'r str>,
     version: Option<i64>,
     named: bool,
+    experiments_read: Vec<&'r str>,
 }
 
 /// Nesting went past [`MAX_NESTING`].
@@ -291,6 +321,8 @@ struct Walk<'r, 'c> {
     ctx: &'c EvalContext<'c>,
     st: State<'r>,
     nesting: u16,
+    /// The nesting of the walks this one runs inside.
+    depth: u16,
     /// Nested gates already evaluated in this walk: name, value, rule id.
     memo: Vec<(&'r str, bool, Option<&'r str>)>,
     leaves: LeafMemo,
@@ -337,6 +369,7 @@ impl<'r> Walk<'r, '_> {
             }
             st.rule_id = Some(&rule.id);
             st.group_name = rule.group_name.as_deref();
+            st.group_value = rule.group_value.as_ref();
             st.is_experiment_group = rule.is_experiment_group.unwrap_or(false);
             st.is_experiment_active = spec.is_active.unwrap_or(false);
             self.finalize();
@@ -367,7 +400,7 @@ impl<'r> Walk<'r, '_> {
         self.nesting += 1;
         self.st.bool_value = false;
         self.st.json_value = None;
-        if self.nesting > MAX_NESTING {
+        if self.depth + self.nesting > MAX_NESTING {
             return Err(TooDeep);
         }
         Ok(())
@@ -440,6 +473,9 @@ impl<'r> Walk<'r, '_> {
         let country_buf;
         let ua_buf;
         let value = match &cond.kind {
+            Kind::ExperimentGroup(experiment) => {
+                self.experiment_group(cond, *experiment)?.map(Val::Dyn)
+            }
             Kind::Public => {
                 self.st.bool_value = true;
                 return Ok(());
@@ -524,6 +560,36 @@ impl<'r> Walk<'r, '_> {
         Ok(())
     }
 
+    /// The user's group in the experiment an `experiment_group` condition names. Statsig's
+    /// core SDK reads it with a get_experiment of its own, so the experiment is walked from a
+    /// fresh result (its nested gates are not this spec's secondary exposures) and noted for
+    /// the config exposure that call logs.
+    fn experiment_group(
+        &mut self,
+        cond: &'r Condition,
+        experiment: Option<u32>,
+    ) -> Result<Option<&'r DynValue>, TooDeep> {
+        let Some(name) = &cond.field else {
+            return Ok(None);
+        };
+        let mut group = None;
+        if let Some(idx) = experiment {
+            let depth = self.depth + self.nesting + 1;
+            if depth > MAX_NESTING {
+                return Err(TooDeep);
+            }
+            let spec = self.rs.spec(SpecKind::Config, idx);
+            let (finished, inner) = self.rs.walk(spec, self.ctx, &mut Scratch::default(), depth);
+            finished?;
+            self.st.experiments_read.extend(inner.experiments_read);
+            if !inner.unsupported {
+                group = inner.group_value;
+            }
+        }
+        self.st.experiments_read.push(&name.value);
+        Ok(group)
+    }
+
     /// `statsigEnvironment[field]`, else the ruleset's `default_environment`.
     fn environment_value(&self, cond: &Condition) -> Option<&DynValue> {
         let field = cond.field.as_ref()?;
@@ -602,6 +668,73 @@ mod tests {
         let rs = ruleset();
         assert!(check(&rs, "in_list", "u1", None));
         assert!(!check(&rs, "in_list", "u3", None));
+    }
+
+    fn experiment_group_ruleset() -> Ruleset {
+        let experiment = |reads: &str| {
+            json!({"salt": "s", "enabled": true, "defaultValue": {}, "idType": "userID",
+                   "rules": [{"id": "in", "passPercentage": 100, "returnValue": {"v": 1},
+                              "idType": "userID", "groupName": "Test", "conditions": [reads]}]})
+        };
+        let reads = |experiment: &str| {
+            json!({"type": "experiment_group", "operator": "any", "targetValue": ["Test"],
+                   "field": experiment, "idType": "userID"})
+        };
+        Ruleset::from_value(json!({
+            "time": 1,
+            "condition_map": {"public": {"type": "public"}, "reads_base": reads("base"),
+                              "reads_middle": reads("middle"), "reads_missing": reads("missing"),
+                              "reads_self": reads("cycle")},
+            "dynamic_configs": {"base": experiment("public"), "middle": experiment("reads_base"),
+                                "cycle": experiment("reads_self")},
+            "feature_gates": {
+                "top": {"salt": "s", "enabled": true, "defaultValue": false, "idType": "userID",
+                        "rules": [{"id": "r", "passPercentage": 100, "returnValue": true,
+                                   "idType": "userID",
+                                   "conditions": ["reads_middle", "reads_missing"]}]}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn experiment_group_reads_each_experiment_innermost_first() {
+        let rs = experiment_group_ruleset();
+        let user = User::from_json(&json!({ "userID": "u1" })).unwrap();
+        let ctx = EvalContext {
+            user: &user,
+            now_ms: 0,
+            app_id: None,
+        };
+        let top = rs.check_gate("top", &ctx);
+        // middle's group is Test (it read base's Test); "missing" has no group: "any" fails.
+        assert_eq!((top.bool_value, top.rule_id), (false, "default"));
+        assert_eq!(top.experiments_read, ["base", "middle", "missing"]);
+        assert!(top.secondary_exposures.is_empty(), "not a nested gate");
+        let middle = rs.get_config("middle", &ctx);
+        assert_eq!(middle.group_name, Some("Test"));
+        assert_eq!(middle.experiments_read, ["base"]);
+    }
+
+    #[test]
+    fn an_experiment_reading_its_own_group_is_unsupported_not_a_stack_overflow() {
+        // The depth of a tokio worker's stack.
+        let answer = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let rs = experiment_group_ruleset();
+                let user = User::from_json(&json!({ "userID": "u1" })).unwrap();
+                let ctx = EvalContext {
+                    user: &user,
+                    now_ms: 0,
+                    app_id: None,
+                };
+                let e = rs.get_config("cycle", &ctx);
+                (e.outcome, e.experiments_read.len())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(answer, (Outcome::Unsupported, 0));
     }
 
     #[test]

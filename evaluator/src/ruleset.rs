@@ -66,6 +66,8 @@ pub(crate) struct Rule {
     pub return_bool: bool,
     pub id_type: Name,
     pub group_name: Option<Box<str>>,
+    /// The group name as a condition value, for `experiment_group` conditions that read it.
+    pub group_value: Option<DynValue>,
     pub is_experiment_group: Option<bool>,
     /// `configDelegate`, with its index among dynamic configs when it exists.
     pub config_delegate: Option<(Box<str>, Option<u32>)>,
@@ -390,12 +392,11 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
 
     let mut condition_index: AHashMap<&str, u32> = AHashMap::new();
     let mut conditions = Vec::new();
-    let gates = &index[SpecKind::Gate as usize];
-    let gate_index = |name: &str| gates.get(name).copied();
+    let spec_index = |kind: SpecKind, name: &str| index[kind as usize].get(name).copied();
     if let Some(map) = doc.get("condition_map").and_then(Value::as_object) {
         for (id, raw) in map {
             condition_index.insert(id, conditions.len() as u32);
-            conditions.push(Condition::compile(raw, &gate_index));
+            conditions.push(Condition::compile(raw, &spec_index));
         }
     }
 
@@ -498,6 +499,7 @@ fn compile_spec(
                 return_value,
                 id_type: Name::new(rs("idType").unwrap_or("userID")),
                 group_name: rs("groupName").map(Into::into),
+                group_value: rs("groupName").map(DynValue::from_text),
                 is_experiment_group: rule.get("isExperimentGroup").and_then(Value::as_bool),
                 config_delegate: rs("configDelegate").map(|d| (d.into(), configs.get(d).copied())),
                 id,

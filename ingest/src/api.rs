@@ -20,8 +20,8 @@ use serde_json::{json, Map, Value};
 use crate::http::{bytes_reply, json_reply, ApiError, AppState, Decoded, Reply};
 use crate::id_lists::ByteRange;
 use crate::keys::{Access, AuthError, KeyRecord};
-use crate::logging::{envelopes_from_batch, with_exposure, Origin, SdkMetadata};
-use crate::producer::SendError;
+use crate::logging::{envelopes_from_batch, with_exposure, Exposed, Origin, SdkMetadata};
+use crate::producer::{EventSink, SendError};
 use crate::rules::{now_ms, Compiled};
 
 /// `/readyz`: ready once a ruleset has loaded and a Kafka broker answers.
@@ -514,17 +514,25 @@ pub fn evaluate_body(
     };
     let origin = Origin::new(&key.id, req, sdk, now as i64);
     let loggable_user = std::cell::OnceCell::new();
+    let log = |exposed: Exposed, spec: &str, e: &Evaluation<'_>, sink: &EventSink| {
+        if e.outcome != Outcome::Unrecognized {
+            let loggable = loggable_user.get_or_init(|| rs.loggable_user_text(user_text));
+            with_exposure(exposed, spec, e, loggable, &user, &origin, |exposure| {
+                let dedupe = state.dedupe.as_ref();
+                if dedupe.is_none_or(|d| d.should_send(exposure, now)) {
+                    sink.send_exposure(exposure);
+                }
+            });
+        }
+    };
     let expose = |kind: SpecKind, spec: &str, e: &Evaluation<'_>| {
         if let (true, Some(sink)) = (log_exposures, &state.events) {
-            if e.outcome != Outcome::Unrecognized {
-                let loggable = loggable_user.get_or_init(|| rs.loggable_user_text(user_text));
-                with_exposure(kind, spec, e, loggable, &user, &origin, |exposure| {
-                    let dedupe = state.dedupe.as_ref();
-                    if dedupe.is_none_or(|d| d.should_send(exposure, now)) {
-                        sink.send_exposure(exposure);
-                    }
-                });
+            // First the experiments its conditions read, in the order the core SDK logs them.
+            for &experiment in &e.experiments_read {
+                let read = rs.get_config(experiment, &ctx);
+                log(Exposed::ExperimentGroupRead, experiment, &read, sink);
             }
+            log(Exposed::Answer(kind), spec, e, sink);
         }
     };
     fn name<'b>(field: &str, raw: Option<&'b RawValue>) -> Result<Cow<'b, str>, ApiError> {

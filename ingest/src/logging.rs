@@ -233,12 +233,22 @@ fn sdk_exposure(name: &str, metadata: &Map<String, Value>) -> Option<Exposure> {
     })
 }
 
+/// What an exposure reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposed {
+    /// The gate, config or layer a request asked for.
+    Answer(SpecKind),
+    /// An experiment whose group an `experiment_group` condition read: a config exposure
+    /// without `rulePassed`, as Statsig's core SDK logs for the get_experiment it makes.
+    ExperimentGroupRead,
+}
+
 /// The exposure the evaluation API logs for one answer, in Statsig's event shape, handed to
 /// `send`. Built from borrowed parts (an exposure per request is the front door's hot path):
 /// only the event id and, when there are nested gates, their list are made for it.
 /// `loggable_user` is `Ruleset::loggable_user` of the request's user, computed once per request.
 pub fn with_exposure<R>(
-    kind: SpecKind,
+    exposed: Exposed,
     name: &str,
     eval: &Evaluation<'_>,
     loggable_user: &str,
@@ -269,6 +279,10 @@ pub fn with_exposure<R>(
         )
     };
     let flag = |b: bool| if b { "true" } else { "false" };
+    let kind = match exposed {
+        Exposed::Answer(kind) => kind,
+        Exposed::ExperimentGroupRead => SpecKind::Config,
+    };
     let (event_name, metadata) = match kind {
         SpecKind::Gate => (
             "statsig::gate_exposure",
@@ -282,7 +296,8 @@ pub fn with_exposure<R>(
             "statsig::config_exposure",
             ExposureMetadata {
                 config: Some(name),
-                rule_passed: Some(flag(eval.bool_value)),
+                rule_passed: (exposed == Exposed::Answer(SpecKind::Config))
+                    .then(|| flag(eval.bool_value)),
                 ..ExposureMetadata::default()
             },
         ),
@@ -406,11 +421,19 @@ mod tests {
             cases[0].2
         );
         for (kind, name, eval) in &cases {
-            let bytes = with_exposure(*kind, name, eval, &loggable, &user, &origin, |m| {
-                let mut out = Vec::new();
-                m.write_to(&mut out);
-                out
-            });
+            let bytes = with_exposure(
+                Exposed::Answer(*kind),
+                name,
+                eval,
+                &loggable,
+                &user,
+                &origin,
+                |m| {
+                    let mut out = Vec::new();
+                    m.write_to(&mut out);
+                    out
+                },
+            );
             let env = Envelope::parse(&bytes).unwrap();
             let text = |b: bool| b.to_string();
             let version = eval.version.map(|v| v.to_string());

@@ -313,3 +313,97 @@ async fn exposure_dedupe_sends_one_per_window_when_enabled() {
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(suppressed, 3);
 }
+
+/// A condition reading the user's group in another experiment logs that experiment's config
+/// exposure before the answer's own, as Statsig's core SDK does (its get_experiment), and
+/// innermost first along a chain; nothing when the request turns exposures off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_group_reads_log_the_experiments_exposures_first() {
+    let (brokers, _guard) = broker();
+    let (exposures, events) = (unique("test.group.exposures"), unique("test.group.events"));
+    let sink = Arc::new(EventSink::connect(&brokers, &exposures, &events).unwrap());
+    let s = Server::start_with(&specs(), Some(sink.clone())).await;
+    let quiet = json!({"exposureLoggingDisabled": true});
+    let config = |user: &Value, name: &str| {
+        let body = json!({"user": user, "configName": name, "statsigMetadata": quiet});
+        let s = &s;
+        async move { s.post_json("/v1/get_config", SERVER, &body).await.1 }
+    };
+    // gate_exp_group_chain reads exp_group_targeted's group, whose targeting reads exp_0's: pick
+    // a user in exp_group_targeted's Test group, for whom the chain can pass.
+    let mut user = Value::Null;
+    for i in 0..500 {
+        let candidate = json!({"userID": format!("chain-{i}")});
+        if config(&candidate, "exp_group_targeted").await["group_name"] == "Test" {
+            user = candidate;
+            break;
+        }
+    }
+    assert!(!user.is_null(), "a user in exp_group_targeted's Test group");
+    let (exp_0, targeted) = (
+        config(&user, "exp_0").await,
+        config(&user, "exp_group_targeted").await,
+    );
+
+    let gate = |metadata: Value| {
+        let body =
+            json!({"user": user, "gateName": "gate_exp_group_chain", "statsigMetadata": metadata});
+        let s = &s;
+        async move { s.post_json("/v1/check_gate", SERVER, &body).await }
+    };
+    let (status, _) = gate(quiet.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = gate(json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    sink.flush(Duration::from_secs(10));
+    assert_eq!(
+        sink.produced.load(std::sync::atomic::Ordering::Relaxed),
+        3,
+        "three exposures, none from the request that turned them off"
+    );
+
+    // One user, one partition: read back in the order produced.
+    let got = consume(&brokers, &exposures, 3).await;
+    let seen: Vec<(&str, &str, &str)> = got
+        .iter()
+        .map(|(_, e)| {
+            let x = e.exposure.as_ref().unwrap();
+            (e.event_name.as_str(), x.name.as_str(), x.rule_id.as_str())
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "statsig::config_exposure",
+                "exp_0",
+                exp_0["rule_id"].as_str().unwrap()
+            ),
+            (
+                "statsig::config_exposure",
+                "exp_group_targeted",
+                targeted["rule_id"].as_str().unwrap()
+            ),
+            (
+                "statsig::gate_exposure",
+                "gate_exp_group_chain",
+                answer["rule_id"].as_str().unwrap()
+            ),
+        ]
+    );
+    let read = &got[1].1;
+    assert_eq!(
+        read.metadata.get("rulePassed"),
+        None,
+        "the core SDK's read carries no rulePassed"
+    );
+    assert_eq!(
+        read.exposure.as_ref().unwrap().group_name.as_deref(),
+        Some("Test")
+    );
+    assert_eq!(
+        got[2].1.secondary_exposures.len(),
+        1,
+        "the chain's nested gate; the experiments read are not secondary exposures"
+    );
+}

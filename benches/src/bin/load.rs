@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use evaluator::SpecKind;
 use gatehouse_benches::http1_client::{post_request, Connection};
 use http_body_util::Full;
 use hyper::server::conn::http1 as server_http1;
@@ -730,10 +731,14 @@ async fn batches(
         o,
     )
     .await;
-    print("initialize (88 specs)", &init_run, Some(bare_per_second), 1);
-
     // The ruleset's body, served as serialized (and gzipped) at publish time.
     let specs = state.rules.get().unwrap();
+    let spec_count: usize = [SpecKind::Gate, SpecKind::Config, SpecKind::Layer]
+        .into_iter()
+        .map(|kind| specs.ruleset.names(kind).count())
+        .sum();
+    let name = format!("initialize ({spec_count} specs)");
+    print(&name, &init_run, Some(bare_per_second), 1);
     for (accept, size) in [
         ("identity", specs.bodies.v1.json.len()),
         ("gzip", specs.bodies.v1.gzip.len()),

@@ -255,6 +255,8 @@ def build(seed=7):
         layers_out.append(spec(g, lname, "dynamic_config", "layer", layer_rules,
                                {"button": "layer_default", "size": 0, "theme": "light"}, salt=lsalt))
 
+    experiment_group_specs(g, gates, configs)
+
     return {
         "dynamic_configs": configs,
         "feature_gates": gates,
@@ -269,6 +271,55 @@ def build(seed=7):
         "sdk_configs": {"sampling_mode": "none"},
         "response_format": "dcs-v1",
     }
+
+
+def experiment_group_specs(g, gates, configs):
+    """`experiment_group` conditions (the user's group in another experiment, compared by the
+    operator): plain and layered experiments, a group-less config, a missing experiment, a
+    condition without a field, an experiment targeted on another's groups, and a chain."""
+    reads = [
+        ("any", ["Test", "Control"], "exp_0"),
+        ("any", ["test 2"], "exp_1"),
+        ("none", ["Test"], "exp_2"),
+        ("any_case_sensitive", ["control"], "exp_3"),
+        ("eq", "Control", "exp_4"),
+        ("neq", "Test", "exp_5"),
+        ("str_starts_with_any", ["Test"], "layer_0_exp_0"),
+        ("none", ["Control", "Test", "Test 2"], "layer_1_exp_1"),
+        ("any", ["Control"], "config_0"),
+        ("none", ["Control"], "no_such_experiment"),
+        ("any", ["Control"], None),
+        ("eq", None, "exp_0"),
+    ]
+    for i, (op, target, experiment) in enumerate(reads):
+        gates.append(spec(g, f"gate_exp_group_{i}", "feature_gate", "feature_gate",
+                          [rule(g, [cond("experiment_group", op, target, experiment)],
+                                pct=50 if i == 5 else 100)], False))
+    # Targeted on exp_0's groups (mutually exclusive experiments are set up this way).
+    targeted = experiment_group_experiment(g, "exp_group_targeted",
+                                           cond("experiment_group", "none", ["Test"], "exp_0"))
+    configs.append(targeted)
+    gates.append(spec(g, "gate_exp_group_chain", "feature_gate", "feature_gate",
+                      [rule(g, [cond("experiment_group", "any", ["Test", "Test 2"], "exp_group_targeted"),
+                                cond("fail_gate", None, "global_holdout")],
+                            pct=100)], False))
+    configs.append(spec(g, "exp_group_config", "dynamic_config", "dynamic_config",
+                        [rule(g, [cond("experiment_group", "any", ["Control"], "layer_2_exp_1")],
+                              return_value={"color": "green"}),
+                         rule(g, [cond("experiment_group", "neq", "Control", "exp_group_targeted")],
+                              return_value={"color": "violet"})],
+                        {"color": "grey"}))
+
+
+def experiment_group_experiment(g, name, targeting):
+    salt = g.uid("salt")
+    rules = [rule(g, [targeting], pct=100, return_value={"button": "default"})]
+    rules[0]["id"] = rules[0]["name"] = "targetingGate"
+    for bound, group in ((500, "Control"), (1000, "Test")):
+        rules.append(rule(g, [cond("user_bucket", "lt", bound, None, "userID", {"salt": salt})], pct=100,
+                          return_value={"button": group.lower()}, group_name=group, isExperimentGroup=True))
+    return spec(g, name, "dynamic_config", "experiment", rules, {"button": "default"}, salt=salt,
+                isActive=True, hasSharedParams=False)
 
 
 def to_v2(v1):
