@@ -6,7 +6,9 @@
 //! one result, because its observable quirks (which rule id a nested unknown gate reports,
 //! when undelegated exposures are recorded) are part of "the same answers".
 
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
 
 use crate::condition::{compare, Condition, Kind};
 use crate::country;
@@ -64,8 +66,9 @@ pub struct Evaluation<'r> {
     pub outcome: Outcome,
     /// The gate value (for configs: whether the matched rule passed).
     pub bool_value: bool,
-    /// The config / experiment / layer value; None answers `{}`.
-    pub json_value: Option<&'r Value>,
+    /// The config / experiment / layer value; None answers `{}`. Borrowed from the ruleset,
+    /// except a `useNewLayerEval` layer's, merged from several rules.
+    pub json_value: Option<Cow<'r, Value>>,
     /// The deciding rule's id, `default`, `disabled`, or `""`.
     pub rule_id: &'r str,
     /// The experiment group's name, when the deciding rule has one.
@@ -80,6 +83,9 @@ pub struct Evaluation<'r> {
     pub explicit_parameters: Option<&'r [Box<str>]>,
     /// Layers: the experiment the user was allocated to.
     pub config_delegate: Option<&'r str>,
+    /// `useNewLayerEval` layers: the rule each parameter of the value came from
+    /// (`default` for the layer's default), in the order they were set.
+    pub parameter_rule_ids: Option<Vec<(&'r str, &'r str)>>,
     /// Whether the deciding rule is an experiment group.
     pub is_experiment_group: bool,
     /// The experiment's `isActive`.
@@ -107,6 +113,7 @@ impl<'r> Evaluation<'r> {
             undelegated_secondary_exposures: None,
             explicit_parameters: None,
             config_delegate: None,
+            parameter_rule_ids: None,
             is_experiment_group: false,
             is_experiment_active: false,
             is_in_layer: false,
@@ -163,7 +170,7 @@ impl Ruleset {
         scratch: &mut Scratch<'r>,
     ) -> Evaluation<'r> {
         let spec = self.spec(kind, idx);
-        let (finished, st) = self.walk(spec, ctx, scratch, 0);
+        let (finished, st, _) = self.walk(spec, ctx, scratch, 0, Vec::new());
         if finished.is_err() || st.unsupported {
             return Evaluation {
                 outcome: Outcome::Unsupported,
@@ -181,7 +188,10 @@ impl Ruleset {
         Evaluation {
             outcome: Outcome::Recognized,
             bool_value: st.bool_value,
-            json_value: st.json_value,
+            json_value: match st.merged {
+                Some(merged) => Some(Cow::Owned(merged)),
+                None => st.json_value.map(Cow::Borrowed),
+            },
             rule_id: st.rule_id.unwrap_or(""),
             group_name: st.group_name,
             id_type: st.id_type.unwrap_or(""),
@@ -189,6 +199,7 @@ impl Ruleset {
             undelegated_secondary_exposures: st.undelegated.map(dedupe),
             explicit_parameters: st.explicit_parameters,
             config_delegate: st.config_delegate,
+            parameter_rule_ids: st.parameter_rule_ids,
             is_experiment_group: st.is_experiment_group,
             is_experiment_active: st.is_experiment_active,
             is_in_layer: st.is_in_layer,
@@ -199,14 +210,16 @@ impl Ruleset {
 
     /// Walks `spec` from a fresh result. `depth` is the nesting of the walks this one runs
     /// inside (an experiment read by an `experiment_group` condition), counted against
-    /// [`MAX_NESTING`] with the walk's own.
+    /// [`MAX_NESTING`] with the walk's own; `reading` the experiments those walks read, handed
+    /// back for reuse.
     fn walk<'r>(
         &'r self,
         spec: &'r Spec,
         ctx: &EvalContext<'_>,
         scratch: &mut Scratch<'r>,
         depth: u16,
-    ) -> (Result<(), TooDeep>, State<'r>) {
+        reading: Vec<u32>,
+    ) -> (Result<(), TooDeep>, State<'r>, Vec<u32>) {
         scratch.memo.clear();
         scratch.secondary.clear();
         let mut walk = Walk {
@@ -218,13 +231,14 @@ impl Ruleset {
             },
             nesting: 0,
             depth,
+            reading,
             memo: std::mem::take(&mut scratch.memo),
             leaves: std::mem::take(&mut scratch.leaves),
         };
         let finished = walk.evaluate(spec);
         scratch.memo = walk.memo;
         scratch.leaves = walk.leaves;
-        (finished, walk.st)
+        (finished, walk.st, walk.reading)
     }
 }
 
@@ -266,6 +280,22 @@ impl<'r> Scratch<'r> {
     /// Takes back the exposure list of an evaluation that is done with.
     pub(crate) fn recycle(&mut self, eval: Evaluation<'r>) {
         self.secondary = eval.secondary_exposures;
+    }
+}
+
+/// Adds the parameters of `from` that `value` does not have yet, noting the rule they came
+/// from.
+fn add_parameters<'r>(
+    value: &mut Map<String, Value>,
+    sources: &mut Vec<(&'r str, &'r str)>,
+    from: Option<&'r Map<String, Value>>,
+    rule_id: &'r str,
+) {
+    for (name, v) in from.into_iter().flatten() {
+        if !value.contains_key(name) {
+            value.insert(name.clone(), v.clone());
+            sources.push((name, rule_id));
+        }
     }
 }
 
@@ -311,6 +341,9 @@ struct State<'r> {
     version: Option<i64>,
     named: bool,
     experiments_read: Vec<&'r str>,
+    /// A `useNewLayerEval` layer's value, and where each parameter came from.
+    merged: Option<Value>,
+    parameter_rule_ids: Option<Vec<(&'r str, &'r str)>>,
 }
 
 /// Nesting went past [`MAX_NESTING`].
@@ -323,6 +356,8 @@ struct Walk<'r, 'c> {
     nesting: u16,
     /// The nesting of the walks this one runs inside.
     depth: u16,
+    /// Experiments being read by `experiment_group` conditions, outermost first.
+    reading: Vec<u32>,
     /// Nested gates already evaluated in this walk: name, value, rule id.
     memo: Vec<(&'r str, bool, Option<&'r str>)>,
     leaves: LeafMemo,
@@ -344,6 +379,9 @@ impl<'r> Walk<'r, '_> {
         }
         if let Some(explicit) = &spec.explicit_parameters {
             st.explicit_parameters = Some(explicit);
+        }
+        if spec.new_layer_eval {
+            return self.new_layer_eval(spec);
         }
 
         for rule in &spec.rules {
@@ -380,6 +418,90 @@ impl<'r> Walk<'r, '_> {
         st.bool_value = spec.default_bool;
         st.json_value = Some(&spec.default_value);
         st.rule_id = Some(if spec.enabled { "default" } else { "disabled" });
+        self.finalize();
+        Ok(())
+    }
+
+    /// A layer with `useNewLayerEval`, as statsig-rust evaluates it: every rule whose
+    /// conditions and pass percentage pass adds the parameters not set yet; a rule delegating
+    /// to an experiment is taken only if it is the first passing rule and its experiment sets
+    /// none of them (its rule id, group and experiment then describe the answer); the
+    /// layer's default fills in the rest. Exposures of every rule walked are kept, a skipped
+    /// delegate's included (they stay in the shared result until the next rule's are taken).
+    fn new_layer_eval(&mut self, spec: &'r Spec) -> Result<(), TooDeep> {
+        let mut passed_a_rule = false;
+        let mut passed = false;
+        let mut rule_id = "default";
+        let mut delegate = None;
+        let mut group = (None, None);
+        let mut is_experiment_group = false;
+        let mut explicit = None;
+        let mut secondary = Vec::new();
+        let mut undelegated = Vec::new();
+        let mut value = Map::new();
+        let mut sources = Vec::new();
+        for rule in &spec.rules {
+            self.evaluate_rule(rule)?;
+            undelegated.extend_from_slice(&self.st.secondary);
+            secondary.append(&mut self.st.secondary);
+            if self.st.unsupported {
+                self.st.secondary = secondary;
+                self.st.undelegated = Some(undelegated);
+                return Ok(());
+            }
+            if !self.st.bool_value || !self.pass_percentage(rule, spec) {
+                continue;
+            }
+            if self.evaluate_delegate(rule)? {
+                if passed_a_rule {
+                    continue;
+                }
+                let Some(delegated) = self.st.json_value else {
+                    continue;
+                };
+                let delegated = delegated.as_object();
+                if delegated.is_some_and(|d| d.keys().any(|k| value.contains_key(k))) {
+                    continue;
+                }
+                add_parameters(&mut value, &mut sources, delegated, &rule.id);
+                secondary.append(&mut self.st.secondary);
+                let st = &self.st;
+                passed = st.bool_value;
+                delegate = st.config_delegate;
+                group = (st.group_name, st.group_value);
+                rule_id = &rule.id;
+                is_experiment_group = rule.is_experiment_group.unwrap_or(false);
+                explicit = st.explicit_parameters;
+            } else {
+                passed = self.st.bool_value;
+                add_parameters(
+                    &mut value,
+                    &mut sources,
+                    rule.return_value.as_object(),
+                    &rule.id,
+                );
+            }
+            passed_a_rule = true;
+        }
+        add_parameters(
+            &mut value,
+            &mut sources,
+            spec.default_value.as_object(),
+            "default",
+        );
+        let st = &mut self.st;
+        st.bool_value = passed;
+        st.config_delegate = delegate;
+        (st.group_name, st.group_value) = group;
+        st.rule_id = Some(rule_id);
+        st.json_value = None;
+        st.merged = Some(Value::Object(value));
+        st.parameter_rule_ids = Some(sources);
+        st.is_experiment_group = is_experiment_group;
+        st.is_experiment_active = spec.is_active.unwrap_or(false);
+        st.explicit_parameters = explicit;
+        st.secondary = secondary;
+        st.undelegated = Some(undelegated);
         self.finalize();
         Ok(())
     }
@@ -563,7 +685,9 @@ impl<'r> Walk<'r, '_> {
     /// The user's group in the experiment an `experiment_group` condition names. Statsig's
     /// core SDK reads it with a get_experiment of its own, so the experiment is walked from a
     /// fresh result (its nested gates are not this spec's secondary exposures) and noted for
-    /// the config exposure that call logs.
+    /// the config exposure that call logs. An experiment already being read further out (a
+    /// cycle) has no group, as in the core SDK's client initialize (its get_experiment
+    /// recurses until the stack overflows).
     fn experiment_group(
         &mut self,
         cond: &'r Condition,
@@ -574,12 +698,21 @@ impl<'r> Walk<'r, '_> {
         };
         let mut group = None;
         if let Some(idx) = experiment {
+            if self.reading.contains(&idx) {
+                return Ok(None);
+            }
             let depth = self.depth + self.nesting + 1;
             if depth > MAX_NESTING {
                 return Err(TooDeep);
             }
             let spec = self.rs.spec(SpecKind::Config, idx);
-            let (finished, inner) = self.rs.walk(spec, self.ctx, &mut Scratch::default(), depth);
+            let mut reading = std::mem::take(&mut self.reading);
+            reading.push(idx);
+            let (finished, inner, mut reading) =
+                self.rs
+                    .walk(spec, self.ctx, &mut Scratch::default(), depth, reading);
+            reading.pop();
+            self.reading = reading;
             finished?;
             self.st.experiments_read.extend(inner.experiments_read);
             if !inner.unsupported {
@@ -683,10 +816,8 @@ mod tests {
         Ruleset::from_value(json!({
             "time": 1,
             "condition_map": {"public": {"type": "public"}, "reads_base": reads("base"),
-                              "reads_middle": reads("middle"), "reads_missing": reads("missing"),
-                              "reads_self": reads("cycle")},
-            "dynamic_configs": {"base": experiment("public"), "middle": experiment("reads_base"),
-                                "cycle": experiment("reads_self")},
+                              "reads_middle": reads("middle"), "reads_missing": reads("missing")},
+            "dynamic_configs": {"base": experiment("public"), "middle": experiment("reads_base")},
             "feature_gates": {
                 "top": {"salt": "s", "enabled": true, "defaultValue": false, "idType": "userID",
                         "rules": [{"id": "r", "passPercentage": 100, "returnValue": true,
@@ -716,25 +847,77 @@ mod tests {
     }
 
     #[test]
-    fn an_experiment_reading_its_own_group_is_unsupported_not_a_stack_overflow() {
-        // The depth of a tokio worker's stack.
-        let answer = std::thread::Builder::new()
+    fn a_cycle_of_experiment_reads_has_no_group_where_it_closes() {
+        // As statsig-python-core 0.24.0's client initialize answers it: "cycle" read from
+        // the top walk has no group inside (already being read), so its first rule fails and
+        // its second, public one gives "Test"; the top walk's read then sees "Test".
+        let rs = Ruleset::from_value(json!({
+            "time": 1,
+            "condition_map": {
+                "public": {"type": "public"},
+                "reads_self": {"type": "experiment_group", "operator": "any",
+                               "targetValue": ["Test"], "field": "cycle", "idType": "userID"}},
+            "dynamic_configs": {"cycle": {
+                "salt": "s", "enabled": true, "defaultValue": {"v": "default"}, "idType": "userID",
+                "rules": [
+                    {"id": "r_in", "passPercentage": 100, "returnValue": {"v": "in"},
+                     "idType": "userID", "conditions": ["reads_self"]},
+                    {"id": "r_test", "passPercentage": 100, "returnValue": {"v": "test"},
+                     "idType": "userID", "groupName": "Test", "conditions": ["public"]}]}}
+        }))
+        .unwrap();
+        let user = User::from_json(&json!({ "userID": "u1" })).unwrap();
+        let ctx = EvalContext {
+            user: &user,
+            now_ms: 0,
+            app_id: None,
+        };
+        let e = rs.get_config("cycle", &ctx);
+        assert_eq!((e.outcome, e.rule_id), (Outcome::Recognized, "r_in"));
+        assert_eq!(e.json_value.as_deref(), Some(&json!({"v": "in"})));
+        assert_eq!(e.experiments_read, ["cycle"]);
+    }
+
+    #[test]
+    fn a_deep_chain_of_experiment_reads_is_unsupported_not_a_stack_overflow() {
+        // 400 experiments, each reading the next: deeper than the nesting bound.
+        let mut conditions = serde_json::Map::new();
+        let mut configs = serde_json::Map::new();
+        for i in 0..400 {
+            conditions.insert(
+                format!("c{i}"),
+                json!({"type": "experiment_group", "operator": "any", "targetValue": ["G"],
+                       "field": format!("e{}", i + 1), "idType": "userID"}),
+            );
+            configs.insert(
+                format!("e{i}"),
+                json!({"salt": "s", "enabled": true, "defaultValue": {}, "idType": "userID",
+                       "rules": [{"id": "r", "passPercentage": 100, "returnValue": {},
+                                  "idType": "userID", "groupName": "G",
+                                  "conditions": [format!("c{i}")]}]}),
+            );
+        }
+        let rs = Ruleset::from_value(
+            json!({"time": 1, "condition_map": conditions, "dynamic_configs": configs}),
+        )
+        .unwrap();
+        // On a stack the size of a tokio worker's.
+        let outcome = std::thread::Builder::new()
             .stack_size(2 << 20)
-            .spawn(|| {
-                let rs = experiment_group_ruleset();
+            .spawn(move || {
                 let user = User::from_json(&json!({ "userID": "u1" })).unwrap();
                 let ctx = EvalContext {
                     user: &user,
                     now_ms: 0,
                     app_id: None,
                 };
-                let e = rs.get_config("cycle", &ctx);
+                let e = rs.get_config("e0", &ctx);
                 (e.outcome, e.experiments_read.len())
             })
             .unwrap()
             .join()
             .unwrap();
-        assert_eq!(answer, (Outcome::Unsupported, 0));
+        assert_eq!(outcome, (Outcome::Unsupported, 0));
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl Ruleset {
             out.raw(if eval.bool_value { "true}" } else { "false}" });
             return;
         }
-        match eval.json_value {
+        match eval.json_value.as_deref() {
             Some(v @ Value::Object(_)) => out.json(v),
             _ => out.raw("{}"),
         }
@@ -184,6 +184,17 @@ impl Ruleset {
             out.raw(",");
             out.field("explicit_parameters");
             out.ruleset_strs(eval.explicit_parameters.unwrap_or(&[]));
+            if let Some(sources) = &eval.parameter_rule_ids {
+                out.raw(",");
+                out.field("parameter_rule_ids");
+                for (i, (parameter, rule_id)) in sources.iter().enumerate() {
+                    out.raw(if i == 0 { "{" } else { "," });
+                    out.ruleset_str(parameter);
+                    out.raw(":");
+                    out.ruleset_str(rule_id);
+                }
+                out.raw(if sources.is_empty() { "{}" } else { "}" });
+            }
             if let Some(delegate) = delegate {
                 out.str_field(
                     "allocated_experiment_name",

@@ -91,6 +91,8 @@ pub(crate) struct Spec {
     pub explicit_parameters: Option<Vec<Box<str>>>,
     pub version: Option<i64>,
     pub target_app_ids: Option<AHashSet<Box<str>>>,
+    /// `useNewLayerEval` on a layer: every passing rule contributes parameters.
+    pub new_layer_eval: bool,
     /// The name under djb2 and sha256, for initialize responses.
     pub hashed_names: [Box<str>; 2],
 }
@@ -405,7 +407,10 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
     for kind in SpecKind::ALL {
         for (name, spec) in table(kind) {
             if index[kind as usize].contains_key(name.as_str()) {
-                specs[kind as usize].push(compile_spec(name, spec, &condition_index, configs));
+                let mut compiled = compile_spec(name, spec, &condition_index, configs);
+                // statsig-rust reads the flag on layers only.
+                compiled.new_layer_eval &= kind == SpecKind::Layer;
+                specs[kind as usize].push(compiled);
             }
         }
     }
@@ -531,6 +536,7 @@ fn compile_spec(
             .get("targetAppIDs")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).map(Into::into).collect()),
+        new_layer_eval: b("useNewLayerEval") == Some(true),
     }
 }
 

@@ -36,7 +36,11 @@ fn answer(kind: SpecKind, eval: &Evaluation<'_>) -> Value {
     let mut out = serde_json::Map::new();
     let value = match kind {
         SpecKind::Gate => Value::Bool(eval.bool_value),
-        _ => eval.json_value.cloned().unwrap_or_else(|| json!({})),
+        _ => eval
+            .json_value
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| json!({})),
     };
     out.insert("value".into(), value);
     out.insert("rule_id".into(), eval.rule_id.into());
@@ -229,7 +233,11 @@ fn initialize_entries_equal_single_evaluations_for_every_user() {
                 let alone = rs.evaluate(kind, name, &ctx);
                 let value = match kind {
                     SpecKind::Gate => Value::Bool(alone.bool_value),
-                    _ => alone.json_value.cloned().unwrap_or_else(|| json!({})),
+                    _ => alone
+                        .json_value
+                        .as_deref()
+                        .cloned()
+                        .unwrap_or_else(|| json!({})),
                 };
                 let exposures: Value = alone
                     .secondary_exposures

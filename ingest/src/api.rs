@@ -570,7 +570,10 @@ pub fn evaluate_body(
             expose(SpecKind::Config, &n, &e);
             serde_json::to_vec(&ConfigAnswer {
                 name: &n,
-                value: e.json_value.unwrap_or(&Value::Object(Map::new())),
+                value: e
+                    .json_value
+                    .as_deref()
+                    .unwrap_or(&Value::Object(Map::new())),
                 group: e.rule_id,
                 rule_id: (e.outcome == Outcome::Recognized).then_some(e.rule_id),
                 group_name: e.group_name,
@@ -588,7 +591,10 @@ pub fn evaluate_body(
             }
             serde_json::to_vec(&LayerAnswer {
                 name: &n,
-                value: e.json_value.unwrap_or(&Value::Object(Map::new())),
+                value: e
+                    .json_value
+                    .as_deref()
+                    .unwrap_or(&Value::Object(Map::new())),
                 rule_id: e.rule_id,
                 allocated_experiment_name: e.config_delegate,
             })

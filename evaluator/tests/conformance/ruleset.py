@@ -257,6 +257,31 @@ def build(seed=7):
 
     experiment_group_specs(g, gates, configs)
 
+    # Layers evaluated the newer way (`useNewLayerEval`): every passing rule adds the
+    # parameters not yet set, the first allocated experiment whose parameters are all unset
+    # is taken, the default fills the rest.
+    for li in range(2):
+        lname = f"layer_new_eval_{li}"
+        lsalt = g.uid("lsalt")
+        names = [f"{lname}_exp_{k}" for k in range(2)]
+        layers_map[lname] = names
+        plain_rules = [
+            rule(g, [cond("user_field", "any", ["gold", "Silver"], "plan")], return_value={"theme": "dark"}),
+            rule(g, [cond("pass_gate", None, r.choice(plain))], pct=50, return_value={"button": "gated"}),
+            rule(g, [cond("pass_gate", None, "global_holdout")], pct=100, return_value={"button": "holdout", "size": 0}),
+        ]
+        delegates = []
+        allocation = [list(range(0, 400)), list(range(300, 800))]  # overlapping: some users pass both
+        for k, ename in enumerate(names):
+            configs.append(experiment(ename, layer_salt=lsalt, explicit=["button"] if k == 0 else ["button", "size"],
+                                      segments=allocation[k], targeting=(nested[li + 4] if k == 1 else None)))
+            delegates.append(rule(g, [cond("user_bucket", "any", allocation[k], None, "userID", {"salt": lsalt})],
+                                  pct=100, return_value={}, configDelegate=ename))
+        rules = plain_rules + delegates if li == 0 else delegates + plain_rules
+        layers_out.append(spec(g, lname, "dynamic_config", "layer", rules,
+                               {"button": "layer_default", "size": 0, "theme": "light", "banner": "none"},
+                               salt=lsalt, useNewLayerEval=True))
+
     return {
         "dynamic_configs": configs,
         "feature_gates": gates,
