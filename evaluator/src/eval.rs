@@ -211,7 +211,9 @@ impl Ruleset {
     /// Walks `spec` from a fresh result. `depth` is the nesting of the walks this one runs
     /// inside (an experiment read by an `experiment_group` condition), counted against
     /// [`MAX_NESTING`] with the walk's own; `reading` the experiments those walks read, handed
-    /// back for reuse.
+    /// back for reuse. Inlined: the state it returns is large, and a move of it shows as
+    /// memcpy in a gate check's profile.
+    #[inline(always)]
     fn walk<'r>(
         &'r self,
         spec: &'r Spec,
