@@ -424,11 +424,11 @@ impl<'r> Walk<'r, '_> {
         Ok(())
     }
 
-    /// A layer with `useNewLayerEval`, as statsig-rust evaluates it: every rule whose
-    /// conditions and pass percentage pass adds the parameters not set yet; a rule delegating
-    /// to an experiment is taken only if it is the first passing rule and its experiment sets
-    /// none of them (its rule id, group and experiment then describe the answer); the
-    /// layer's default fills in the rest. Exposures of every rule walked are kept, a skipped
+    /// A layer with `useNewLayerEval`, as statsig-python-core 0.24.0 evaluates it: every rule
+    /// whose conditions and pass percentage pass adds the parameters not set yet; a rule
+    /// delegating to an experiment counts only if it is the first rule to pass (its rule id,
+    /// group and experiment then describe the answer); the layer's default fills in the
+    /// rest. Exposures of every rule walked are kept, a skipped
     /// delegate's included (they stay in the shared result until the next rule's are taken).
     fn new_layer_eval(&mut self, spec: &'r Spec) -> Result<(), TooDeep> {
         let mut passed_a_rule = false;
@@ -458,14 +458,12 @@ impl<'r> Walk<'r, '_> {
                 if passed_a_rule {
                     continue;
                 }
+                // None: the experiment was unsupported, and so is the layer.
                 let Some(delegated) = self.st.json_value else {
                     continue;
                 };
-                let delegated = delegated.as_object();
-                if delegated.is_some_and(|d| d.keys().any(|k| value.contains_key(k))) {
-                    continue;
-                }
-                add_parameters(&mut value, &mut sources, delegated, &rule.id);
+                // The first rule to pass: no parameter is set yet.
+                add_parameters(&mut value, &mut sources, delegated.as_object(), &rule.id);
                 secondary.append(&mut self.st.secondary);
                 let st = &self.st;
                 passed = st.bool_value;
