@@ -54,8 +54,9 @@ pub enum Outcome {
     Recognized,
     /// No spec of that name: gate false, config `{}`, rule id `""`.
     Unrecognized,
-    /// The spec uses a condition or operator this server cannot evaluate: answered like an
-    /// unknown spec, as Statsig's core SDK does.
+    /// The spec uses a condition or operator this server cannot evaluate: answered as
+    /// Statsig's core SDK does, with what the walk held when it met it (usually gate false,
+    /// rule id `""`; a nested gate walked before leaves its value and rule id), and no value.
     Unsupported,
 }
 
@@ -171,17 +172,24 @@ impl Ruleset {
     ) -> Evaluation<'r> {
         let spec = self.spec(kind, idx);
         let (finished, st, _) = self.walk(spec, ctx, scratch, 0, Vec::new());
-        if finished.is_err() || st.unsupported {
+        if finished.is_err() {
             return Evaluation {
                 outcome: Outcome::Unsupported,
                 id_type: &spec.id_type,
-                // Read before the unsupported condition, as the core SDK does; a walk cut
-                // short by a cycle logs nothing.
-                experiments_read: if finished.is_ok() {
-                    st.experiments_read
-                } else {
-                    Vec::new()
-                },
+                ..Evaluation::unrecognized()
+            };
+        }
+        if st.unsupported {
+            // What the walk held when it met the unsupported condition, as the core SDK
+            // answers: a nested gate walked before it leaves its value and rule id.
+            return Evaluation {
+                outcome: Outcome::Unsupported,
+                bool_value: st.bool_value,
+                rule_id: st.rule_id.unwrap_or(""),
+                id_type: &spec.id_type,
+                secondary_exposures: dedupe(st.secondary),
+                undelegated_secondary_exposures: st.undelegated.map(dedupe),
+                experiments_read: st.experiments_read,
                 ..Evaluation::unrecognized()
             };
         }

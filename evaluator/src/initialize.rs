@@ -9,7 +9,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::eval::{EvalContext, Evaluation, Scratch, SecondaryExposure};
+use crate::eval::{EvalContext, Evaluation, Outcome, Scratch, SecondaryExposure};
 use crate::hash::{djb2, sha256_base64};
 use crate::ruleset::{Ruleset, Spec, SpecKind};
 
@@ -155,6 +155,8 @@ impl Ruleset {
             return;
         }
         match eval.json_value.as_deref() {
+            // The core SDK writes an unsupported spec's missing value as null.
+            _ if eval.outcome == Outcome::Unsupported => out.raw("null"),
             Some(v @ Value::Object(_)) => out.json(v),
             _ => out.raw("{}"),
         }

@@ -89,7 +89,8 @@ def core_answers(statsig, user, specs):
     for s in specs["dynamic_configs"]:
         raw = statsig._INTERNAL_get_experiment(cu, s["name"], None)
         entry = init["dynamic_configs"].get(s["name"], {})
-        out[s["name"]] = {"value": raw["value"], "rule_id": raw["ruleID"], "group_name": raw.get("groupName"),
+        # An unsupported config has no value; the SDK's get_dynamic_config reads it as {}.
+        out[s["name"]] = {"value": raw.get("value", {}), "rule_id": raw["ruleID"], "group_name": raw.get("groupName"),
                           "secondary_exposures": exposures(entry.get("secondary_exposures"))}
     for s in specs["layer_configs"]:
         raw = statsig._INTERNAL_get_layer(cu, s["name"], None)

@@ -257,6 +257,13 @@ def build(seed=7):
 
     experiment_group_specs(g, gates, configs)
 
+    # Unsupported after a nested gate: the core SDK answers what the walk held by then.
+    after_nested = [cond("pass_gate", None, "nested_14"), cond("user_field", "glob", ["*"], "email")]
+    gates.append(spec(g, "unsupported_after_nested", "feature_gate", "feature_gate",
+                      [rule(g, copy.deepcopy(after_nested), pct=100)], False))
+    configs.append(spec(g, "config_unsupported_after_nested", "dynamic_config", "dynamic_config",
+                        [rule(g, copy.deepcopy(after_nested), pct=100, return_value={"a": 1})], {"a": 0}))
+
     # Layers evaluated the newer way (`useNewLayerEval`): every passing rule adds the
     # parameters not yet set, the first allocated experiment whose parameters are all unset
     # is taken, the default fills the rest.

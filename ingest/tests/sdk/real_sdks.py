@@ -476,8 +476,12 @@ def main():
                 elif name.startswith(("config_", "exp_", "layer_")):
                     ours = post(base, "/v1/get_config", {"user": user, "configName": name})
                     raw = core_sdk._INTERNAL_get_experiment(cu, name, None)
-                    answers = [("core", (raw["value"], raw["ruleID"]), (ours["value"], ours["group"])),
-                               ("node-core", tuple(node_answers[name]), (ours["value"], ours["group"]))]
+                    # An unsupported config has no value: python-core's raw answer leaves it out,
+                    # node-core's reads null; both mean the {} our API answers.
+                    node_value, node_rule = node_answers[name]
+                    answers = [("core", (raw.get("value", {}), raw["ruleID"]), (ours["value"], ours["group"])),
+                               ("node-core", ({} if node_value is None else node_value, node_rule),
+                                (ours["value"], ours["group"]))]
                     if lu is not None and "error" not in legacy_differs and name not in legacy_differs:
                         cfg = statsig.get_experiment_with_exposure_logging_disabled(lu, name)
                         answers.append(("legacy", (cfg.value, cfg.rule_id), (ours["value"], ours["group"])))
