@@ -772,14 +772,22 @@ mod tests {
         rs
     }
 
-    fn check(rs: &Ruleset, gate: &str, user_id: &str, app: Option<&DynValue>) -> bool {
+    /// Runs `f` with the context of the user `user_id`, at time 0.
+    fn with_user<'r>(
+        user_id: &str,
+        app: Option<&DynValue>,
+        f: impl FnOnce(&EvalContext<'_>) -> Evaluation<'r>,
+    ) -> Evaluation<'r> {
         let user = User::from_json(&json!({ "userID": user_id })).unwrap();
-        let ctx = EvalContext {
+        f(&EvalContext {
             user: &user,
             now_ms: 0,
             app_id: app,
-        };
-        rs.check_gate(gate, &ctx).bool_value
+        })
+    }
+
+    fn check(rs: &Ruleset, gate: &str, user_id: &str, app: Option<&DynValue>) -> bool {
+        with_user(user_id, app, |ctx| rs.check_gate(gate, ctx)).bool_value
     }
 
     #[test]
@@ -838,18 +846,12 @@ mod tests {
     #[test]
     fn experiment_group_reads_each_experiment_innermost_first() {
         let rs = experiment_group_ruleset();
-        let user = User::from_json(&json!({ "userID": "u1" })).unwrap();
-        let ctx = EvalContext {
-            user: &user,
-            now_ms: 0,
-            app_id: None,
-        };
-        let top = rs.check_gate("top", &ctx);
+        let top = with_user("u1", None, |ctx| rs.check_gate("top", ctx));
         // middle's group is Test (it read base's Test); "missing" has no group: "any" fails.
         assert_eq!((top.bool_value, top.rule_id), (false, "default"));
         assert_eq!(top.experiments_read, ["base", "middle", "missing"]);
         assert!(top.secondary_exposures.is_empty(), "not a nested gate");
-        let middle = rs.get_config("middle", &ctx);
+        let middle = with_user("u1", None, |ctx| rs.get_config("middle", ctx));
         assert_eq!(middle.group_name, Some("Test"));
         assert_eq!(middle.experiments_read, ["base"]);
     }
@@ -874,13 +876,7 @@ mod tests {
                      "idType": "userID", "groupName": "Test", "conditions": ["public"]}]}}
         }))
         .unwrap();
-        let user = User::from_json(&json!({ "userID": "u1" })).unwrap();
-        let ctx = EvalContext {
-            user: &user,
-            now_ms: 0,
-            app_id: None,
-        };
-        let e = rs.get_config("cycle", &ctx);
+        let e = with_user("u1", None, |ctx| rs.get_config("cycle", ctx));
         assert_eq!((e.outcome, e.rule_id), (Outcome::Recognized, "r_in"));
         assert_eq!(e.json_value.as_deref(), Some(&json!({"v": "in"})));
         assert_eq!(e.experiments_read, ["cycle"]);
@@ -913,13 +909,7 @@ mod tests {
         let outcome = std::thread::Builder::new()
             .stack_size(2 << 20)
             .spawn(move || {
-                let user = User::from_json(&json!({ "userID": "u1" })).unwrap();
-                let ctx = EvalContext {
-                    user: &user,
-                    now_ms: 0,
-                    app_id: None,
-                };
-                let e = rs.get_config("e0", &ctx);
+                let e = with_user("u1", None, |ctx| rs.get_config("e0", ctx));
                 (e.outcome, e.experiments_read.len())
             })
             .unwrap()
