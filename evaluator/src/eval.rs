@@ -99,6 +99,9 @@ pub struct Evaluation<'r> {
     /// Statsig's core SDK reads each with a get_experiment of its own, which logs a config
     /// exposure, so the caller logs one for each too.
     pub experiments_read: Vec<&'r str>,
+    /// The spec a config mapping answered with (the `overrideConfigName` of the exposure),
+    /// this spec's own or a nested gate's (the last one walked).
+    pub override_config_name: Option<&'r str>,
 }
 
 impl<'r> Evaluation<'r> {
@@ -120,6 +123,7 @@ impl<'r> Evaluation<'r> {
             is_in_layer: false,
             version: None,
             experiments_read: Vec::new(),
+            override_config_name: None,
         }
     }
 }
@@ -172,6 +176,9 @@ impl Ruleset {
     ) -> Evaluation<'r> {
         let spec = self.spec(kind, idx);
         let (finished, st, _) = self.walk(spec, ctx, scratch, 0, Vec::new());
+        if spec.mapping_only && st.override_config.is_none() && finished.is_ok() {
+            return Evaluation::unrecognized();
+        }
         if finished.is_err() {
             return Evaluation {
                 outcome: Outcome::Unsupported,
@@ -190,6 +197,7 @@ impl Ruleset {
                 secondary_exposures: dedupe(st.secondary),
                 undelegated_secondary_exposures: st.undelegated.map(dedupe),
                 experiments_read: st.experiments_read,
+                override_config_name: st.override_config,
                 ..Evaluation::unrecognized()
             };
         }
@@ -213,6 +221,7 @@ impl Ruleset {
             is_in_layer: st.is_in_layer,
             version: st.version,
             experiments_read: st.experiments_read,
+            override_config_name: st.override_config,
         }
     }
 
@@ -240,6 +249,8 @@ impl Ruleset {
                 ..State::default()
             },
             nesting: 0,
+            mapping_hops: 0,
+            delegating: false,
             depth,
             reading,
             memo: std::mem::take(&mut scratch.memo),
@@ -257,9 +268,13 @@ impl Ruleset {
 #[derive(Default)]
 pub(crate) struct Scratch<'r> {
     secondary: Vec<SecondaryExposure<'r>>,
-    memo: Vec<(&'r str, bool, Option<&'r str>)>,
+    memo: Vec<NestedGate<'r>>,
     leaves: LeafMemo,
 }
+
+/// A nested gate already evaluated in a walk: name, value, rule id, and the config mapping it
+/// answered through.
+type NestedGate<'r> = (&'r str, bool, Option<&'r str>, Option<&'r str>);
 
 /// A user's leaf-condition results and pass-percentage draws, kept across the evaluations of
 /// one user (an initialize walks the same nested gates again for every spec that checks
@@ -354,6 +369,8 @@ struct State<'r> {
     /// A `useNewLayerEval` layer's value, and where each parameter came from.
     merged: Option<Value>,
     parameter_rule_ids: Option<Vec<(&'r str, &'r str)>>,
+    /// The target of the last config mapping that answered.
+    override_config: Option<&'r str>,
 }
 
 /// Nesting went past [`MAX_NESTING`].
@@ -364,17 +381,31 @@ struct Walk<'r, 'c> {
     ctx: &'c EvalContext<'c>,
     st: State<'r>,
     nesting: u16,
+    /// Config mappings followed from one spec to the next, counted against [`MAX_NESTING`].
+    mapping_hops: u16,
+    /// The next spec walked is a layer's delegate (which shares the layer's result).
+    delegating: bool,
     /// The nesting of the walks this one runs inside.
     depth: u16,
     /// Experiments being read by `experiment_group` conditions, outermost first.
     reading: Vec<u32>,
-    /// Nested gates already evaluated in this walk: name, value, rule id.
-    memo: Vec<(&'r str, bool, Option<&'r str>)>,
+    /// Nested gates already evaluated in this walk.
+    memo: Vec<NestedGate<'r>>,
     leaves: LeafMemo,
 }
 
 impl<'r> Walk<'r, '_> {
     fn evaluate(&mut self, spec: &'r Spec) -> Result<(), TooDeep> {
+        let delegated = std::mem::take(&mut self.delegating);
+        if !spec.mappings.is_empty() && self.apply_mapping(spec, delegated)? {
+            return Ok(());
+        }
+        if spec.mapping_only {
+            // A name no spec has: nothing walked, nothing finalized, and (the mapping rules
+            // having been walked on a result of their own) no rule id.
+            self.st.rule_id = None;
+            return Ok(());
+        }
         let st = &mut self.st;
         if !st.named {
             st.named = true;
@@ -514,6 +545,60 @@ impl<'r> Walk<'r, '_> {
         Ok(())
     }
 
+    /// Config mappings from `spec`, as statsig-python-core 0.24.0 applies them before the
+    /// spec's own rules: the first mapping rule (past its start time) whose conditions pass
+    /// (their nested gates are no exposures of this spec) and whose pass percentage (hashed
+    /// with this spec's salt) lets the user through hands the evaluation to the mapping's
+    /// target, walked in this one's place. A target not in the payload ends that mapping.
+    /// Returns whether a target answered.
+    ///
+    /// The core SDK clears its result after walking a mapping rule. A nested gate has a
+    /// result of its own there, but a layer's delegate shares the layer's: mapping rules
+    /// walked for a delegated experiment clear what the layer held (its exposures, the
+    /// nesting), and the experiment is then finished as a top-level evaluation.
+    fn apply_mapping(&mut self, spec: &'r Spec, delegated: bool) -> Result<bool, TooDeep> {
+        for mapping in &spec.mappings {
+            for (start_ms, rule) in &mapping.rules {
+                let Some(rule) = rule.as_ref().filter(|_| *start_ms <= self.ctx.now_ms) else {
+                    continue;
+                };
+                let outer = std::mem::take(&mut self.st);
+                let nesting = self.nesting;
+                let walked = self.evaluate_rule(rule);
+                let matched = self.st.bool_value && !self.st.unsupported;
+                if delegated {
+                    self.st = State::default();
+                    self.nesting = 0;
+                } else {
+                    self.st = outer;
+                    self.nesting = nesting;
+                }
+                walked?;
+                if !matched || !self.pass_percentage(rule, spec) {
+                    continue;
+                }
+                let Some(target) = mapping.target.map(|idx| self.rs.spec(mapping.kind, idx)) else {
+                    break;
+                };
+                // A mapping to a spec mapped back would never end.
+                self.mapping_hops += 1;
+                if self.depth + self.nesting + self.mapping_hops > MAX_NESTING {
+                    return Err(TooDeep);
+                }
+                let previous = self.st.override_config.replace(&mapping.new_name);
+                self.evaluate(target)?;
+                self.mapping_hops -= 1;
+                if target.mapping_only && self.st.override_config == Some(&*mapping.new_name) {
+                    // The target is itself only a mapping, and none of its own applied.
+                    self.st.override_config = previous;
+                    break;
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Closes one (possibly nested) evaluation; at the top, records the undelegated exposures.
     fn finalize(&mut self) {
         if self.nesting > 0 {
@@ -569,8 +654,12 @@ impl<'r> Walk<'r, '_> {
             return Ok(false);
         };
         let delegate = self.rs.spec(SpecKind::Config, *idx);
+        if delegate.mapping_only {
+            return Ok(false);
+        }
         self.st.undelegated = Some(self.st.secondary.clone());
         self.enter_nested()?;
+        self.delegating = true;
         self.evaluate(delegate)?;
         self.st.explicit_parameters = delegate.explicit_parameters.as_deref();
         self.st.config_delegate = Some(name);
@@ -662,20 +751,34 @@ impl<'r> Walk<'r, '_> {
         gate: Option<u32>,
         negate: bool,
     ) -> Result<(), TooDeep> {
-        if let Some(&(_, value, rule_id)) = self.memo.iter().find(|(n, _, _)| *n == name) {
+        if let Some(&(_, value, rule_id, mapped)) = self.memo.iter().find(|g| g.0 == name) {
             self.st.bool_value = value;
             self.st.rule_id = rule_id;
+            if mapped.is_some() {
+                self.st.override_config = mapped;
+            }
         } else {
+            let outer_mapping = self.st.override_config.take();
             self.enter_nested()?;
-            if let Some(idx) = gate {
-                self.evaluate(self.rs.spec(SpecKind::Gate, idx))?;
+            match gate {
+                Some(idx) => self.evaluate(self.rs.spec(SpecKind::Gate, idx))?,
+                // The core SDK walks a nested gate on a result of its own: an unknown one
+                // leaves no rule id.
+                None => self.st.rule_id = None,
+            }
+            let mapped = self.st.override_config;
+            if mapped.is_none() {
+                self.st.override_config = outer_mapping;
             }
             if self.st.unsupported {
                 return Ok(());
             }
-            self.memo.push((name, self.st.bool_value, self.st.rule_id));
+            self.memo
+                .push((name, self.st.bool_value, self.st.rule_id, mapped));
         }
-        if !name.starts_with("segment:") {
+        // The core SDK records no exposure without a rule id (an unknown gate, or a name only
+        // mappings have, none of which applied).
+        if !name.starts_with("segment:") && self.st.rule_id.is_some() {
             let st = &mut self.st;
             st.secondary.push(SecondaryExposure {
                 gate: name,

@@ -86,7 +86,7 @@ impl Ruleset {
             out.field(kind.key());
             out.raw("{");
             let mut first = true;
-            for (idx, spec) in self.specs[kind as usize].iter().enumerate() {
+            for (idx, spec) in self.listed_specs(kind).iter().enumerate() {
                 if !self.client_visible(spec, req.target_app) {
                     continue;
                 }
@@ -605,7 +605,9 @@ mod tests {
                     "rules": [
                         {"id": "first", "passPercentage": 100, "returnValue": true, "conditions": ["c_nested"]},
                         {"id": at("rule id", "second"), "returnValue": true, "passPercentage": 100, "conditions": ["c_public"]}
-                    ]}},
+                    ]},
+                    // A gate with no exposure of its own: an unknown nested gate logs none.
+                    at("nested gate", "other"): {"salt": "s4", "enabled": true, "defaultValue": false, "rules": []}},
                 "dynamic_configs": {experiment.clone(): {
                     "salt": "s2", "enabled": true, "defaultValue": {}, "idType": "userID",
                     "entity": "experiment", "isActive": true, "hasSharedParams": true,

@@ -75,6 +75,22 @@ pub(crate) struct Rule {
     pub slot: u32,
 }
 
+/// One config mapping (an entry of the payload's `overrides` list for a spec name): a user
+/// who passes one of its rules gets the answer of another spec of the same table, as
+/// Statsig's SDKs evaluate it.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    /// `new_config_name`: the spec answered instead.
+    pub new_name: Box<str>,
+    /// The table of the spec mapped from, which is the target's too.
+    pub kind: SpecKind,
+    /// The target's index in it (None: not in the payload, the mapping is skipped).
+    pub target: Option<u32>,
+    /// `rules`: each an `override_rules` rule (None: no rule of that name) and its
+    /// `start_time` (ms; the rule is skipped before it).
+    pub rules: Vec<(i64, Option<Rule>)>,
+}
+
 /// A compiled spec (gate, config, experiment or layer).
 #[derive(Debug)]
 pub(crate) struct Spec {
@@ -93,6 +109,11 @@ pub(crate) struct Spec {
     pub target_app_ids: Option<AHashSet<Box<str>>>,
     /// `useNewLayerEval` on a layer: every passing rule contributes parameters.
     pub new_layer_eval: bool,
+    /// Config mappings (`overrides`) from this spec's name, tried in order before its rules.
+    pub mappings: Vec<Mapping>,
+    /// No spec of this name is in the payload, only mappings from it: answered through them
+    /// or as unrecognized, and left out of [`Ruleset::names`] and initialize responses.
+    pub mapping_only: bool,
     /// The name under djb2 and sha256, for initialize responses.
     pub hashed_names: [Box<str>; 2],
 }
@@ -126,7 +147,10 @@ impl Spec {
 pub struct Ruleset {
     /// The payload's `time` (ms): its version, compared with SDKs' `sinceTime`.
     pub time: i64,
+    /// Each table's specs, in payload order, then the mapping-only ones.
     pub(crate) specs: [Vec<Spec>; 3],
+    /// How many specs of each table are in the payload (the rest are mapping-only).
+    pub(crate) listed: [usize; 3],
     pub(crate) index: [AHashMap<Box<str>, u32>; 3],
     pub(crate) conditions: Vec<Condition>,
     /// How many rules all specs hold ([`Rule::slot`] runs below it).
@@ -172,7 +196,12 @@ impl Ruleset {
 
     /// Names of the specs in one table, in payload order.
     pub fn names(&self, kind: SpecKind) -> impl Iterator<Item = &str> {
-        self.specs[kind as usize].iter().map(|s| &*s.name)
+        self.listed_specs(kind).iter().map(|s| &*s.name)
+    }
+
+    /// The specs of one table that are in the payload (not the mapping-only ones).
+    pub(crate) fn listed_specs(&self, kind: SpecKind) -> &[Spec] {
+        &self.specs[kind as usize][..self.listed[kind as usize]]
     }
 
     /// Replaces the ID lists. They are shared, not copied: a ruleset recompiled for a specs
@@ -220,6 +249,11 @@ impl Ruleset {
                 out.insert(key.clone(), value.clone());
             }
         }
+        if let Some(Value::Object(rules)) = out.get_mut("override_rules") {
+            for rule in rules.values_mut() {
+                inline_conditions(rule, condition_map);
+            }
+        }
         for kind in SpecKind::ALL {
             let specs = self.doc.get(kind.key()).and_then(Value::as_object);
             let list = specs
@@ -258,17 +292,33 @@ fn inline_spec(name: &str, spec: &Value, condition_map: &Map<String, Value>) -> 
         obj.insert("name".into(), name.into());
         if let Some(Value::Array(rules)) = obj.get_mut("rules") {
             for rule in rules {
-                if let Some(Value::Array(conds)) = rule.get_mut("conditions") {
-                    for c in conds.iter_mut() {
-                        if let Some(full) = c.as_str().and_then(|id| condition_map.get(id)) {
-                            *c = full.clone();
-                        }
-                    }
-                }
+                inline_conditions(rule, condition_map);
             }
         }
     }
     spec
+}
+
+/// Replaces a rule's condition ids with the conditions (the v1 shape).
+fn inline_conditions(rule: &mut Value, condition_map: &Map<String, Value>) {
+    if let Some(Value::Array(conds)) = rule.get_mut("conditions") {
+        for c in conds.iter_mut() {
+            if let Some(full) = c.as_str().and_then(|id| condition_map.get(id)) {
+                *c = full.clone();
+            }
+        }
+    }
+}
+
+/// Moves a v1 rule's inline conditions into `condition_map`, leaving their ids.
+fn intern_conditions(rule: &mut Value, condition_map: &mut Map<String, Value>) {
+    if let Some(Value::Array(conds)) = rule.get_mut("conditions") {
+        for c in conds.iter_mut() {
+            let id = condition_id(c);
+            condition_map.insert(id.clone(), c.take());
+            *c = Value::String(id);
+        }
+    }
 }
 
 /// Turns either payload shape into the v2 document.
@@ -329,13 +379,7 @@ fn normalize(mut top: Map<String, Value>) -> Result<Map<String, Value>, RulesetE
             }
             if let Some(Value::Array(rules)) = spec.get_mut("rules") {
                 for rule in rules {
-                    if let Some(Value::Array(conds)) = rule.get_mut("conditions") {
-                        for c in conds.iter_mut() {
-                            let id = condition_id(c);
-                            condition_map.insert(id.clone(), c.take());
-                            *c = Value::String(id);
-                        }
-                    }
+                    intern_conditions(rule, &mut condition_map);
                 }
             }
             map.insert(name, Value::Object(spec));
@@ -350,6 +394,11 @@ fn normalize(mut top: Map<String, Value>) -> Result<Map<String, Value>, RulesetE
                     experiment_to_layer.insert(e.into(), layer.clone().into());
                 }
             }
+        }
+    }
+    if let Some(Value::Object(rules)) = top.get_mut("override_rules") {
+        for rule in rules.values_mut() {
+            intern_conditions(rule, &mut condition_map);
         }
     }
     top.insert("condition_map".into(), Value::Object(condition_map));
@@ -391,6 +440,25 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
             }
         }
     }
+    let listed = index.each_ref().map(|table| table.len());
+    let overrides = doc.get("overrides").and_then(Value::as_object);
+    let override_rules = override_rules(&doc, &mut warnings);
+    // A mapping may come from a name no spec has (a spec replaced by another): it is indexed
+    // in each table where one of its targets is, so nested gates resolve to it too.
+    for (name, mappings) in overrides.into_iter().flatten() {
+        for kind in SpecKind::ALL {
+            let table = &index[kind as usize];
+            let targets_here = mapping_list(mappings).any(|(target, _)| {
+                table
+                    .get(target)
+                    .is_some_and(|&i| (i as usize) < listed[kind as usize])
+            });
+            if targets_here && !table.contains_key(name.as_str()) {
+                let next = table.len() as u32;
+                index[kind as usize].insert(name.as_str().into(), next);
+            }
+        }
+    }
 
     let mut condition_index: AHashMap<&str, u32> = AHashMap::new();
     let mut conditions = Vec::new();
@@ -403,22 +471,52 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
     }
 
     let configs = &index[SpecKind::Config as usize];
+    let compile_rule = |rule: &Value| compile_rule(rule, &condition_index, configs);
     let mut specs: [Vec<Spec>; 3] = Default::default();
+    let mapping_only = json!({"salt": "", "rules": []});
     for kind in SpecKind::ALL {
-        for (name, spec) in table(kind) {
-            if index[kind as usize].contains_key(name.as_str()) {
-                let mut compiled = compile_spec(name, spec, &condition_index, configs);
-                // statsig-rust reads the flag on layers only.
-                compiled.new_layer_eval &= kind == SpecKind::Layer;
-                specs[kind as usize].push(compiled);
+        let in_payload = table(kind)
+            .iter()
+            .filter(|(name, _)| index[kind as usize].contains_key(name.as_str()));
+        let mut names: Vec<(&str, &Value)> = in_payload.map(|(n, s)| (n.as_str(), s)).collect();
+        let mut by_index: Vec<(&Box<str>, &u32)> = index[kind as usize].iter().collect();
+        by_index.sort_unstable_by_key(|(_, &i)| i);
+        names.extend(
+            by_index[listed[kind as usize]..]
+                .iter()
+                .map(|(name, _)| (&***name, &mapping_only)),
+        );
+        for (i, (name, spec)) in names.into_iter().enumerate() {
+            let mut compiled = compile_spec(name, spec, &compile_rule);
+            // statsig-rust reads the flag on layers only.
+            compiled.new_layer_eval &= kind == SpecKind::Layer;
+            compiled.mapping_only = i >= listed[kind as usize];
+            if let Some(mappings) = overrides.and_then(|o| o.get(name)) {
+                compiled.mappings = mapping_list(mappings)
+                    .map(|(new_name, rules)| Mapping {
+                        new_name: new_name.into(),
+                        kind,
+                        target: index[kind as usize].get(new_name).copied(),
+                        rules: rules
+                            .map(|(start, rule)| {
+                                (start, override_rules.get(rule).map(|r| compile_rule(r)))
+                            })
+                            .collect(),
+                    })
+                    .collect();
             }
+            specs[kind as usize].push(compiled);
         }
     }
 
     let mut rule_count = 0;
-    for rule in specs.iter_mut().flatten().flat_map(|s| s.rules.iter_mut()) {
-        rule.slot = rule_count as u32;
-        rule_count += 1;
+    for spec in specs.iter_mut().flatten() {
+        let mapping_rules = spec.mappings.iter_mut().flat_map(|m| &mut m.rules);
+        let mapping_rules = mapping_rules.filter_map(|(_, rule)| rule.as_mut());
+        for rule in spec.rules.iter_mut().chain(mapping_rules) {
+            rule.slot = rule_count as u32;
+            rule_count += 1;
+        }
     }
 
     let str_field = |key: &str| doc.get(key).and_then(Value::as_str);
@@ -437,6 +535,7 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
         time,
         plain_text,
         specs,
+        listed,
         conditions,
         rule_count,
         app_id: str_field("app_id").map(DynValue::from_text),
@@ -460,26 +559,104 @@ fn spec_problem(spec: &Value) -> Option<&'static str> {
     if !obj.get("rules").is_some_and(Value::is_array) {
         return Some("`rules` must be a list");
     }
-    for rule in obj["rules"].as_array().into_iter().flatten() {
-        if !rule.get("id").is_some_and(Value::is_string) {
-            return Some("every rule needs a string `id`");
-        }
-        if !rule.get("passPercentage").is_some_and(Value::is_number) {
-            return Some("every rule needs a numeric `passPercentage`");
-        }
-        if !rule.get("conditions").is_some_and(Value::is_array) {
-            return Some("every rule needs a `conditions` list");
-        }
+    obj["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(rule_problem)
+}
+
+/// Why a rule cannot be compiled.
+fn rule_problem(rule: &Value) -> Option<&'static str> {
+    if !rule.get("id").is_some_and(Value::is_string) {
+        return Some("every rule needs a string `id`");
+    }
+    if !rule.get("passPercentage").is_some_and(Value::is_number) {
+        return Some("every rule needs a numeric `passPercentage`");
+    }
+    if !rule.get("conditions").is_some_and(Value::is_array) {
+        return Some("every rule needs a `conditions` list");
     }
     None
 }
 
-fn compile_spec(
-    name: &str,
-    spec: &Value,
+/// The payload's `override_rules` (the rules config mappings name) that can be compiled; the
+/// others are reported and left out, so mappings naming them skip them.
+fn override_rules<'d>(
+    doc: &'d Map<String, Value>,
+    warnings: &mut Vec<String>,
+) -> AHashMap<&'d str, &'d Value> {
+    let mut rules = AHashMap::new();
+    for (name, rule) in doc
+        .get("override_rules")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        match rule_problem(rule) {
+            None => {
+                rules.insert(name.as_str(), rule);
+            }
+            Some(problem) => {
+                let problem = problem.replace("every rule needs", "needs");
+                warnings.push(format!("override_rules.{name}: {problem}"));
+            }
+        }
+    }
+    rules
+}
+
+/// One name's config mappings as (`new_config_name`, its rules as (`start_time`,
+/// `rule_name`)), entries of the wrong shape left out.
+fn mapping_list(
+    mappings: &Value,
+) -> impl Iterator<Item = (&str, impl Iterator<Item = (i64, &str)>)> {
+    mappings.as_array().into_iter().flatten().filter_map(|m| {
+        let new_name = m.get("new_config_name")?.as_str()?;
+        let rules = m
+            .get("rules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        let rules = rules.filter_map(|r| {
+            let start = r.get("start_time").and_then(Value::as_i64).unwrap_or(0);
+            Some((start, r.get("rule_name")?.as_str()?))
+        });
+        Some((new_name, rules))
+    })
+}
+
+/// Compiles a rule already checked by [`rule_problem`].
+fn compile_rule(
+    rule: &Value,
     condition_index: &AHashMap<&str, u32>,
     configs: &AHashMap<Box<str>, u32>,
-) -> Spec {
+) -> Rule {
+    let rs = |key: &str| rule.get(key).and_then(Value::as_str);
+    let id: Box<str> = rs("id").unwrap_or("").into();
+    let return_value = rule.get("returnValue").cloned().unwrap_or(Value::Null);
+    Rule {
+        salt: rs("salt").map(Into::into).unwrap_or_else(|| id.clone()),
+        pass_percentage: rule["passPercentage"].as_f64().unwrap_or(0.0),
+        conditions: rule["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c.as_str().and_then(|c| condition_index.get(c).copied()))
+            .collect(),
+        return_bool: return_value.as_bool() != Some(false),
+        return_value,
+        id_type: Name::new(rs("idType").unwrap_or("userID")),
+        group_name: rs("groupName").map(Into::into),
+        group_value: rs("groupName").map(DynValue::from_text),
+        is_experiment_group: rule.get("isExperimentGroup").and_then(Value::as_bool),
+        config_delegate: rs("configDelegate").map(|d| (d.into(), configs.get(d).copied())),
+        id,
+        slot: 0,
+    }
+}
+
+fn compile_spec(name: &str, spec: &Value, compile_rule: &dyn Fn(&Value) -> Rule) -> Spec {
     let s = |key: &str| spec.get(key).and_then(Value::as_str);
     let b = |key: &str| spec.get(key).and_then(Value::as_bool);
     let default_value = spec.get("defaultValue").cloned().unwrap_or(Value::Null);
@@ -487,30 +664,7 @@ fn compile_spec(
         .as_array()
         .into_iter()
         .flatten()
-        .map(|rule| {
-            let rs = |key: &str| rule.get(key).and_then(Value::as_str);
-            let id: Box<str> = rs("id").unwrap_or("").into();
-            let return_value = rule.get("returnValue").cloned().unwrap_or(Value::Null);
-            Rule {
-                salt: rs("salt").map(Into::into).unwrap_or_else(|| id.clone()),
-                pass_percentage: rule["passPercentage"].as_f64().unwrap_or(0.0),
-                conditions: rule["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|c| c.as_str().and_then(|c| condition_index.get(c).copied()))
-                    .collect(),
-                return_bool: return_value.as_bool() != Some(false),
-                return_value,
-                id_type: Name::new(rs("idType").unwrap_or("userID")),
-                group_name: rs("groupName").map(Into::into),
-                group_value: rs("groupName").map(DynValue::from_text),
-                is_experiment_group: rule.get("isExperimentGroup").and_then(Value::as_bool),
-                config_delegate: rs("configDelegate").map(|d| (d.into(), configs.get(d).copied())),
-                id,
-                slot: 0,
-            }
-        })
+        .map(compile_rule)
         .collect();
     Spec {
         hashed_names: [
@@ -537,6 +691,8 @@ fn compile_spec(
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).map(Into::into).collect()),
         new_layer_eval: b("useNewLayerEval") == Some(true),
+        mappings: Vec::new(),
+        mapping_only: false,
     }
 }
 

@@ -20,6 +20,7 @@ reproduced exactly: CI runs it so the vectors can never drift from what the SDKs
 
 import argparse
 import filecmp
+import gzip
 import http.server
 import json
 import os
@@ -39,13 +40,18 @@ FULL_INIT_USERS = 60  # users whose whole client-initialize response is recorded
 
 class Specs(http.server.BaseHTTPRequestHandler):
     v1 = v2 = None
+    logged = []  # events the logging SDK flushed
 
     def do_GET(self):
         body = json.dumps(Specs.v2 if self.path.startswith("/v2/") else Specs.v1).encode()
         self._reply(200, body)
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        if "log_event" in self.path:
+            if self.headers.get("content-encoding") == "gzip":
+                body = gzip.decompress(body)
+            Specs.logged.extend(json.loads(body).get("events", []))
         if "get_id_lists" in self.path:
             self._reply(200, b"{}")
         else:
@@ -71,37 +77,71 @@ def exposures(entries):
     return [f"{e['gate']}|{e['gateValue']}|{e['ruleID']}" for e in entries or []]
 
 
-def core_answers(statsig, user, specs):
+def names(specs, table):
+    """The names of one table's specs, then the names only config mappings have."""
+    return [s["name"] for s in specs[table]] + [n for n, t in ruleset.unlisted_names(specs).items() if t == table]
+
+
+def core_user(user):
     import statsig_python_core as core
 
-    cu = core.StatsigUser(
+    return core.StatsigUser(
         user_id=user.get("userID"), email=user.get("email"), ip=user.get("ip"), country=user.get("country"),
         locale=user.get("locale"), app_version=user.get("appVersion"), user_agent=user.get("userAgent"),
         custom=user.get("custom"), custom_ids=user.get("customIDs"),
         private_attributes=user.get("privateAttributes"), statsig_environment=user.get("statsigEnvironment"))
+
+
+def core_answers(statsig, user, specs):
+    cu = core_user(user)
     init = json.loads(statsig.get_client_initialize_response(cu, hash="none"))
     out = {}
-    for s in specs["feature_gates"]:
-        raw = statsig._INTERNAL_get_feature_gate(cu, s["name"], None)
-        entry = init["feature_gates"].get(s["name"], {})
-        out[s["name"]] = {"value": raw["value"], "rule_id": raw["ruleID"],
-                          "secondary_exposures": exposures(entry.get("secondary_exposures"))}
-    for s in specs["dynamic_configs"]:
-        raw = statsig._INTERNAL_get_experiment(cu, s["name"], None)
-        entry = init["dynamic_configs"].get(s["name"], {})
+    for name in names(specs, "feature_gates"):
+        raw = statsig._INTERNAL_get_feature_gate(cu, name, None)
+        entry = init["feature_gates"].get(name, {})
+        out[name] = {"value": raw["value"], "rule_id": raw["ruleID"],
+                     "secondary_exposures": exposures(entry.get("secondary_exposures"))}
+    for name in names(specs, "dynamic_configs"):
+        raw = statsig._INTERNAL_get_experiment(cu, name, None)
+        entry = init["dynamic_configs"].get(name, {})
         # An unsupported config has no value; the SDK's get_dynamic_config reads it as {}.
-        out[s["name"]] = {"value": raw.get("value", {}), "rule_id": raw["ruleID"], "group_name": raw.get("groupName"),
-                          "secondary_exposures": exposures(entry.get("secondary_exposures"))}
-    for s in specs["layer_configs"]:
-        raw = statsig._INTERNAL_get_layer(cu, s["name"], None)
-        entry = init["layer_configs"].get(s["name"], {})
-        out[s["name"]] = {"value": raw["value"], "rule_id": raw["ruleID"], "group_name": raw.get("groupName"),
-                          "allocated_experiment": raw.get("allocatedExperimentName") or None,
-                          "secondary_exposures": exposures(entry.get("secondary_exposures")),
-                          "undelegated_secondary_exposures": exposures(entry.get("undelegated_secondary_exposures"))}
+        out[name] = {"value": raw.get("value", {}), "rule_id": raw["ruleID"], "group_name": raw.get("groupName"),
+                     "secondary_exposures": exposures(entry.get("secondary_exposures"))}
+    for name in names(specs, "layer_configs"):
+        raw = statsig._INTERNAL_get_layer(cu, name, None)
+        entry = init["layer_configs"].get(name, {})
+        out[name] = {"value": raw["value"], "rule_id": raw["ruleID"], "group_name": raw.get("groupName"),
+                     "allocated_experiment": raw.get("allocatedExperimentName") or None,
+                     "secondary_exposures": exposures(entry.get("secondary_exposures")),
+                     "undelegated_secondary_exposures": exposures(entry.get("undelegated_secondary_exposures"))}
     for volatile in ("sdkInfo", "generator"):
         init.pop(volatile, None)
     return out, init
+
+
+def mapping_exposures(statsig, user, specs):
+    """The `overrideConfigName` of the exposure the core SDK logs for each spec named with
+    `mapped` (None: the exposure has none), read from the events it flushes. A spec whose
+    exposure was deduplicated (an identical earlier user) is left out."""
+    cu = core_user(user)
+    Specs.logged.clear()
+    for name in names(specs, "feature_gates"):
+        if "mapped" in name:
+            statsig.check_gate(cu, name)
+    for name in names(specs, "dynamic_configs"):
+        if "mapped" in name:
+            statsig.get_experiment(cu, name)
+    for name in names(specs, "layer_configs"):
+        if "mapped" in name:
+            statsig.get_layer(cu, name).get("button", "")
+    statsig.flush_events().wait()
+    out = {}
+    for event in Specs.logged:
+        meta = event.get("metadata") or {}
+        name = meta.get("gate") or meta.get("config")
+        if event["eventName"].startswith("statsig::") and name and "mapped" in name:
+            out.setdefault(name, meta.get("overrideConfigName"))
+    return out
 
 
 def legacy_answers(user, specs):
@@ -119,23 +159,23 @@ def legacy_answers(user, specs):
         return {"error": type(e).__name__}
     init = statsig.get_client_initialize_response(lu, hash=HashingAlgorithm.NONE) or {}
     out = {}
-    for s in specs["feature_gates"]:
-        gate = statsig.get_feature_gate(lu, s["name"], log_exposure=False)
-        entry = init.get("feature_gates", {}).get(s["name"], {})
-        out[s["name"]] = {"value": gate.value, "rule_id": gate.rule_id,
-                          "secondary_exposures": exposures(entry.get("secondary_exposures"))}
-    for s in specs["dynamic_configs"]:
-        cfg = statsig.get_experiment_with_exposure_logging_disabled(lu, s["name"])
-        entry = init.get("dynamic_configs", {}).get(s["name"], {})
-        out[s["name"]] = {"value": cfg.value, "rule_id": cfg.rule_id, "group_name": cfg.group_name,
-                          "secondary_exposures": exposures(entry.get("secondary_exposures"))}
-    for s in specs["layer_configs"]:
-        layer = statsig.get_layer_with_exposure_logging_disabled(lu, s["name"])
-        entry = init.get("layer_configs", {}).get(s["name"], {})
-        out[s["name"]] = {"value": layer._Layer__value, "rule_id": layer.rule_id, "group_name": layer.group_name,
-                          "allocated_experiment": entry.get("allocated_experiment_name") or None,
-                          "secondary_exposures": exposures(entry.get("secondary_exposures")),
-                          "undelegated_secondary_exposures": exposures(entry.get("undelegated_secondary_exposures"))}
+    for name in names(specs, "feature_gates"):
+        gate = statsig.get_feature_gate(lu, name, log_exposure=False)
+        entry = init.get("feature_gates", {}).get(name, {})
+        out[name] = {"value": gate.value, "rule_id": gate.rule_id,
+                     "secondary_exposures": exposures(entry.get("secondary_exposures"))}
+    for name in names(specs, "dynamic_configs"):
+        cfg = statsig.get_experiment_with_exposure_logging_disabled(lu, name)
+        entry = init.get("dynamic_configs", {}).get(name, {})
+        out[name] = {"value": cfg.value, "rule_id": cfg.rule_id, "group_name": cfg.group_name,
+                     "secondary_exposures": exposures(entry.get("secondary_exposures"))}
+    for name in names(specs, "layer_configs"):
+        layer = statsig.get_layer_with_exposure_logging_disabled(lu, name)
+        entry = init.get("layer_configs", {}).get(name, {})
+        out[name] = {"value": layer._Layer__value, "rule_id": layer.rule_id, "group_name": layer.group_name,
+                     "allocated_experiment": entry.get("allocated_experiment_name") or None,
+                     "secondary_exposures": exposures(entry.get("secondary_exposures")),
+                     "undelegated_secondary_exposures": exposures(entry.get("undelegated_secondary_exposures"))}
     return out
 
 
@@ -172,6 +212,10 @@ def generate(out_dir):
         disable_all_logging=True, wait_for_country_lookup_init=True, wait_for_user_agent_init=True,
         output_log_level="none"))
     core_sdk.initialize().wait()
+    logging_sdk = core.Statsig(SECRET, core.StatsigOptions(
+        specs_url=f"{base}/v2/download_config_specs", log_event_url=f"{base}/v1/log_event",
+        output_log_level="none", event_logging_flush_interval_ms=3_600_000))
+    logging_sdk.initialize().wait()
     statsig.initialize(SECRET, StatsigOptions(api=f"{base}/v1", disable_diagnostics=True,
                                                       rulesets_sync_interval=3600, idlists_sync_interval=3600))
 
@@ -186,7 +230,7 @@ def generate(out_dir):
         if "error" in legacy:
             diff["error"] = legacy["error"]
         divergent += len(diff)
-        case = {"user": user, "expected": expected}
+        case = {"user": user, "expected": expected, "override_config_names": mapping_exposures(logging_sdk, user, v1)}
         if diff:
             case["legacy_differs"] = diff
         if i < FULL_INIT_USERS:
@@ -194,6 +238,7 @@ def generate(out_dir):
         cases.append(case)
 
     core_sdk.shutdown().wait()
+    logging_sdk.shutdown().wait()
     statsig.shutdown()
     server.shutdown()
 

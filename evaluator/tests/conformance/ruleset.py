@@ -289,11 +289,20 @@ def build(seed=7):
                                {"button": "layer_default", "size": 0, "theme": "light", "banner": "none"},
                                salt=lsalt, useNewLayerEval=True))
 
+    overrides, override_rules = config_mapping_specs(g, gates, configs, layers_out, layers_map)
+
+    # An unknown nested gate leaves no exposure, before or after a known one.
+    gates.append(spec(g, "unknown_nested_after_known", "feature_gate", "feature_gate",
+                      [rule(g, [cond("pass_gate", None, "gate_2"), cond("fail_gate", None, "no_such_gate")], pct=100),
+                       rule(g, [cond("pass_gate", None, "no_such_gate")], pct=100)], False))
+
     return {
         "dynamic_configs": configs,
         "feature_gates": gates,
         "layer_configs": layers_out,
         "layers": layers_map,
+        "overrides": overrides,
+        "override_rules": override_rules,
         "has_updates": True,
         "time": TIME,
         "id_lists": {},
@@ -343,6 +352,75 @@ def experiment_group_specs(g, gates, configs):
                         {"color": "grey"}))
 
 
+def config_mapping_specs(g, gates, configs, layers_out, layers_map):
+    """Config mappings (`overrides` naming `override_rules`): users who pass a mapping rule get
+    another spec's answer. Mappings that apply, wait for their start time, split by pass
+    percentage, name a missing target, read a nested gate, or hold an unsupported condition;
+    names no spec has; nested and repeated mapped gates; a layer delegating to a mapped
+    experiment. Every name involved contains `mapped`."""
+    plan = cond("user_field", "any", ["gold", "Silver"], "plan")
+    override_rules = {
+        "cm_plan": rule(g, [plan], pct=100),
+        "cm_country_half": rule(g, [cond("user_field", "any", ["US", "ca", "Fr"], "country")], pct=50),
+        "cm_nested": rule(g, [cond("pass_gate", None, "nested_3"), cond("user_field", "any", [1, 2, 3, "4"], "level")],
+                          pct=100),
+        "cm_unsupported": rule(g, [cond("user_field", "glob", ["*"], "email")], pct=100),
+        "cm_stable": rule(g, [cond("public")], pct=30, id_type="stableID"),
+        "cm_public": rule(g, [cond("public")], pct=100),
+    }
+
+    def to(target, *rules, start=None):
+        return {"new_config_name": target,
+                "rules": [{"rule_name": r, **({"start_time": start} if start else {})} for r in rules]}
+
+    overrides = {
+        "mapped_gate_0": [to("gate_5", "cm_public", start=FUTURE_MS), to("gate_5", "cm_plan", start=PAST_MS),
+                          to("gate_7", "cm_country_half")],
+        "mapped_gate_1": [to("no_such_gate", "cm_plan", "cm_public"), to("gate_9", "cm_unsupported", "cm_nested"),
+                          to("nested_2", "no_such_rule", "cm_stable")],
+        "mapped_gate_ghost": [to("gate_11", "cm_stable"), to("nested_4", "cm_plan")],
+        "mapped_gate_chain": [to("mapped_gate_ghost", "cm_country_half"), to("gate_3", "cm_plan")],
+        "config_mapped": [to("config_3", "cm_plan"), to("config_5", "cm_stable")],
+        "config_mapped_ghost": [to("config_7", "cm_country_half")],
+        "exp_mapped": [to("exp_2", "cm_country_half")],
+        "layer_mapped": [to("layer_1", "cm_plan")],
+    }
+    own = [rule(g, [cond("user_field", "any", ["US"], "country")], pct=100)]
+    gates.append(spec(g, "mapped_gate_0", "feature_gate", "feature_gate", copy.deepcopy(own), False))
+    gates.append(spec(g, "mapped_gate_1", "feature_gate", "feature_gate", copy.deepcopy(own), False))
+    gates.append(spec(g, "mapped_gate_chain", "feature_gate", "feature_gate", [], False))
+    gates.append(spec(g, "mapped_gate_parent", "feature_gate", "feature_gate", [
+        rule(g, [cond("pass_gate", None, "mapped_gate_0"), cond("fail_gate", None, "mapped_gate_ghost"),
+                 cond("pass_gate", None, "gate_2")], pct=100),
+        rule(g, [cond("fail_gate", None, "mapped_gate_0"), cond("pass_gate", None, "mapped_gate_1")], pct=100),
+    ], False))
+    configs.append(spec(g, "config_mapped", "dynamic_config", "dynamic_config",
+                        [rule(g, [cond("public")], pct=50, return_value={"mapped": False})], {"mapped": "default"}))
+    configs.append(experiment_group_experiment(g, "exp_mapped", cond("public")))
+    layers_map["layer_mapped_delegate"] = ["exp_mapped"]
+    layers_out.append(spec(g, "layer_mapped_delegate", "dynamic_config", "layer",
+                           [rule(g, [cond("public")], pct=100, return_value={}, configDelegate="exp_mapped")],
+                           {"button": "layer_default"}))
+    layers_out.append(spec(g, "layer_mapped", "dynamic_config", "layer", [],
+                           {"button": "layer_default", "size": 0, "theme": "light"}))
+    return overrides, override_rules
+
+
+def unlisted_names(v1):
+    """Names only config mappings have (no spec), each with the table of its first target."""
+    tables = {t: {s["name"] for s in v1[t]} for t in ("feature_gates", "dynamic_configs", "layer_configs")}
+    out = {}
+    for name, mappings in v1.get("overrides", {}).items():
+        if any(name in names for names in tables.values()):
+            continue
+        for m in mappings:
+            table = next((t for t, names in tables.items() if m["new_config_name"] in names), None)
+            if table:
+                out[name] = table
+                break
+    return out
+
+
 def experiment_group_experiment(g, name, targeting):
     salt = g.uid("salt")
     rules = [rule(g, [targeting], pct=100, return_value={"button": "default"})]
@@ -359,6 +437,16 @@ def to_v2(v1):
     disabled specs stripped of their rules (as Statsig's own v2 generator writes them)."""
     condition_map = {}
 
+    def intern(ru):
+        ids = []
+        for c in ru["conditions"]:
+            c = dict(c)
+            c.pop("isDeviceBased", None)
+            cid = str(int(hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8], 16))
+            condition_map[cid] = c
+            ids.append(cid)
+        ru["conditions"] = ids
+
     def convert(specs):
         out = {}
         for s in specs:
@@ -368,22 +456,24 @@ def to_v2(v1):
             if not s["enabled"]:
                 s["rules"] = []
             for ru in s["rules"]:
-                ids = []
-                for c in ru["conditions"]:
-                    c = dict(c)
-                    c.pop("isDeviceBased", None)
-                    cid = str(int(hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8], 16))
-                    condition_map[cid] = c
-                    ids.append(cid)
-                ru["conditions"] = ids
+                intern(ru)
             out[name] = s
         return out
 
-    v2 = {k: v for k, v in v1.items() if k not in ("feature_gates", "dynamic_configs", "layer_configs", "layers")}
+    def convert_rules(rules):
+        out = copy.deepcopy(rules)
+        for ru in out.values():
+            intern(ru)
+        return out
+
+    v2 = {k: v for k, v in v1.items()
+          if k not in ("feature_gates", "dynamic_configs", "layer_configs", "layers", "override_rules")}
     v2["feature_gates"] = convert(v1["feature_gates"])
     v2["dynamic_configs"] = convert(v1["dynamic_configs"])
     v2["layer_configs"] = convert(v1["layer_configs"])
     v2["experiment_to_layer"] = {e: l for l, es in v1["layers"].items() for e in es}
+    if "override_rules" in v1:
+        v2["override_rules"] = convert_rules(v1["override_rules"])
     v2["condition_map"] = condition_map
     v2["response_format"] = "dcs-v2"
     return v2
