@@ -258,7 +258,8 @@ pub struct ExposureMessage<'a> {
 /// Statsig's exposure metadata, in the order its SDKs write it; absent fields are left out
 /// (gates: `gate, gateValue, ruleID`; configs: `config, rulePassed, ruleID`; layers:
 /// `config, allocatedExperiment, parameterName, isExplicitParameter, ruleID`; then
-/// `configVersion` when the spec has one).
+/// `configVersion` when the spec has one, and `overrideConfigName` when a config mapping
+/// answered).
 #[derive(Debug, Default)]
 pub struct ExposureMetadata<'a> {
     /// The gate's name (gate exposures).
@@ -279,6 +280,8 @@ pub struct ExposureMetadata<'a> {
     pub rule_id: &'a str,
     /// The spec's version, as text.
     pub config_version: Option<i64>,
+    /// The spec a config mapping answered with.
+    pub override_config_name: Option<&'a str>,
 }
 
 /// One nested gate of an exposure, written as Statsig writes it (string values).
@@ -373,6 +376,9 @@ impl ExposureMetadata<'_> {
             w.0.push(b'"');
             w.number(version);
             w.0.push(b'"');
+        }
+        if let Some(mapped) = self.override_config_name {
+            w.str_field("overrideConfigName", mapped);
         }
         w.0.push(b'}');
     }
@@ -516,10 +522,11 @@ mod tests {
                     gate_value: Some("true"),
                     rule_id: "rule",
                     config_version: Some(7),
+                    override_config_name: Some("new\"g"),
                     ..Default::default()
                 },
                 expected_metadata: json!({"gate": "g", "gateValue": "true", "ruleID": "rule",
-                                          "configVersion": "7"}),
+                                          "configVersion": "7", "overrideConfigName": "new\"g"}),
                 group: None,
                 gate_value: Some(true),
             },

@@ -336,6 +336,11 @@ pub fn with_exposure<R>(
         metadata: ExposureMetadata {
             rule_id: eval.rule_id,
             config_version: eval.version,
+            // statsig-python-core 0.24.0 names the mapping in gate and config exposures, not
+            // in layer exposures (recorded in the conformance vectors).
+            override_config_name: eval
+                .override_config_name
+                .filter(|_| !matches!(exposed, Exposed::Answer(SpecKind::Layer))),
             ..metadata
         },
         secondary_exposures: &secondary,
@@ -406,6 +411,12 @@ mod tests {
             sdk_version: None,
             received_at_ms: 5,
         };
+        let gold_json = json!({"userID": "u-8", "custom": {"plan": "gold"}});
+        let gold_user = User::from_json(&gold_json).unwrap();
+        let gold = EvalContext {
+            user: &gold_user,
+            ..ctx
+        };
         let cases = [
             (SpecKind::Gate, "nested_0", rs.check_gate("nested_0", &ctx)),
             (
@@ -414,7 +425,25 @@ mod tests {
                 rs.get_config("config_0", &ctx),
             ),
             (SpecKind::Layer, "layer_0", rs.get_layer("layer_0", &ctx)),
+            // gold plan: config mappings apply (overrideConfigName, none for layers).
+            (
+                SpecKind::Gate,
+                "mapped_gate_0",
+                rs.check_gate("mapped_gate_0", &gold),
+            ),
+            (
+                SpecKind::Config,
+                "config_mapped",
+                rs.get_config("config_mapped", &gold),
+            ),
+            (
+                SpecKind::Layer,
+                "layer_mapped",
+                rs.get_layer("layer_mapped", &gold),
+            ),
         ];
+        assert_eq!(cases[3].2.override_config_name, Some("gate_5"));
+        assert_eq!(cases[5].2.override_config_name, Some("layer_1"));
         assert!(
             !cases[0].2.secondary_exposures.is_empty(),
             "a gate with nested gates: {:?}",
@@ -447,6 +476,12 @@ mod tests {
             expected["ruleID"] = eval.rule_id.into();
             if let Some(v) = version {
                 expected["configVersion"] = v.into();
+            }
+            if let Some(mapped) = eval
+                .override_config_name
+                .filter(|_| *kind != SpecKind::Layer)
+            {
+                expected["overrideConfigName"] = mapped.into();
             }
             assert_eq!(Value::Object(env.metadata.clone()), expected, "{name}");
             let metadata_order: Vec<_> = env.metadata.keys().collect();
