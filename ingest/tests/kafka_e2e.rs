@@ -407,3 +407,87 @@ async fn experiment_group_reads_log_the_experiments_exposures_first() {
         "the chain's nested gate; the experiments read are not secondary exposures"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_mappings_name_their_target_in_the_exposure() {
+    let (brokers, _guard) = broker();
+    let (exposures, events) = (
+        unique("test.mapping.exposures"),
+        unique("test.mapping.events"),
+    );
+    let sink = Arc::new(EventSink::connect(&brokers, &exposures, &events).unwrap());
+    let s = Server::start_with(&specs(), Some(sink.clone())).await;
+    // The conformance ruleset maps these names for users on the gold plan (cm_plan).
+    let user = json!({"userID": "mapped-1", "custom": {"plan": "gold"}});
+    let ask = |path: &'static str, field: &'static str, name: &'static str, log: bool| {
+        let metadata = json!({"exposureLoggingDisabled": !log});
+        let body = json!({"user": user, field: name, "statsigMetadata": metadata});
+        let s = &s;
+        async move {
+            let (status, answer) = s.post_json(path, SERVER, &body).await;
+            assert_eq!(status, StatusCode::OK, "{name}: {answer}");
+            answer
+        }
+    };
+    let gate = ask("/v1/check_gate", "gateName", "mapped_gate_0", true).await;
+    let target = ask("/v1/check_gate", "gateName", "gate_5", false).await;
+    assert_eq!(gate["name"], "mapped_gate_0");
+    assert_eq!(
+        (&gate["value"], &gate["rule_id"]),
+        (&target["value"], &target["rule_id"]),
+        "mapped_gate_0 answers as gate_5"
+    );
+    let config = ask("/v1/get_config", "configName", "config_mapped", true).await;
+    let target = ask("/v1/get_config", "configName", "config_3", false).await;
+    assert_eq!(
+        (&config["value"], &config["rule_id"]),
+        (&target["value"], &target["rule_id"]),
+        "config_mapped answers as config_3"
+    );
+    let layer = ask("/v1/get_layer", "layerName", "layer_mapped", true).await;
+    let target = ask("/v1/get_layer", "layerName", "layer_1", false).await;
+    assert_eq!(
+        layer["rule_id"], target["rule_id"],
+        "layer_mapped answers as layer_1"
+    );
+    let ghost = ask("/v1/check_gate", "gateName", "mapped_gate_ghost", true).await;
+    assert_ne!(
+        ghost["rule_id"], "",
+        "a name only mappings have answers through them"
+    );
+    sink.flush(Duration::from_secs(10));
+
+    // One user, one partition: read back in the order produced.
+    let got = consume(&brokers, &exposures, 4).await;
+    let seen: Vec<(&str, Option<&str>)> = got
+        .iter()
+        .map(|(_, e)| {
+            let mapped = e.metadata.get("overrideConfigName").and_then(Value::as_str);
+            (e.exposure.as_ref().unwrap().name.as_str(), mapped)
+        })
+        .collect();
+    // Which of its two mappings answered depends on the user's hash: ask the evaluator.
+    let rs = evaluator::Ruleset::from_slice(&specs()).unwrap();
+    let parsed = evaluator::User::from_json(&user).unwrap();
+    let ctx = evaluator::EvalContext {
+        user: &parsed,
+        now_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+        app_id: None,
+    };
+    let ghost_target = rs
+        .check_gate("mapped_gate_ghost", &ctx)
+        .override_config_name;
+    assert_eq!(
+        seen,
+        [
+            ("mapped_gate_0", Some("gate_5")),
+            ("config_mapped", Some("config_3")),
+            ("layer_mapped", None),
+            ("mapped_gate_ghost", ghost_target),
+        ],
+        "layer exposures name no mapping, as the core SDK logs them"
+    );
+}
