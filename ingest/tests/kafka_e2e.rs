@@ -47,6 +47,32 @@ fn unique(prefix: &str) -> String {
     )
 }
 
+/// A producer to fresh topics (`{name}.exposures`, `{name}.events`) on the test's broker.
+struct Topics {
+    brokers: String,
+    exposures: String,
+    events: String,
+    sink: Arc<EventSink>,
+    /// Keeps a mock cluster alive for the test.
+    _mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+}
+
+fn topics(name: &str) -> Topics {
+    let (brokers, mock) = broker();
+    let (exposures, events) = (
+        unique(&format!("{name}.exposures")),
+        unique(&format!("{name}.events")),
+    );
+    let sink = Arc::new(EventSink::connect(&brokers, &exposures, &events).unwrap());
+    Topics {
+        brokers,
+        exposures,
+        events,
+        sink,
+        _mock: mock,
+    }
+}
+
 /// Reads `want` messages from `topic` (from the start), keyed by event id.
 async fn consume(brokers: &str, topic: &str, want: usize) -> Vec<(String, Envelope)> {
     let consumer: StreamConsumer = ClientConfig::new()
@@ -72,9 +98,13 @@ async fn consume(brokers: &str, topic: &str, want: usize) -> Vec<(String, Envelo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_event_and_exposures_arrive_in_kafka() {
-    let (brokers, _guard) = broker();
-    let (exposures, events) = (unique("test.exposures"), unique("test.events"));
-    let sink = Arc::new(EventSink::connect(&brokers, &exposures, &events).unwrap());
+    let Topics {
+        brokers,
+        exposures,
+        events,
+        sink,
+        _mock,
+    } = topics("test");
     let s = Server::start_with(&specs(), Some(sink.clone())).await;
 
     let batch = json!({
@@ -279,12 +309,13 @@ async fn broker_down_gives_503_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exposure_dedupe_sends_one_per_window_when_enabled() {
-    let (brokers, _guard) = broker();
-    let (exposures, events) = (
-        unique("test.dedupe.exposures"),
-        unique("test.dedupe.events"),
-    );
-    let sink = Arc::new(EventSink::connect(&brokers, &exposures, &events).unwrap());
+    let Topics {
+        brokers,
+        exposures,
+        sink,
+        _mock,
+        ..
+    } = topics("test.dedupe");
     let dedupe = ingest::dedupe::ExposureDedupe::new(Duration::from_secs(600), 1000);
     let s = Server::start_with_dedupe(&specs(), Some(sink.clone()), Some(dedupe)).await;
     for user in ["u1", "u1", "u1", "u2", "u1"] {
@@ -319,9 +350,13 @@ async fn exposure_dedupe_sends_one_per_window_when_enabled() {
 /// innermost first along a chain; nothing when the request turns exposures off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn experiment_group_reads_log_the_experiments_exposures_first() {
-    let (brokers, _guard) = broker();
-    let (exposures, events) = (unique("test.group.exposures"), unique("test.group.events"));
-    let sink = Arc::new(EventSink::connect(&brokers, &exposures, &events).unwrap());
+    let Topics {
+        brokers,
+        exposures,
+        sink,
+        _mock,
+        ..
+    } = topics("test.group");
     let s = Server::start_with(&specs(), Some(sink.clone())).await;
     let quiet = json!({"exposureLoggingDisabled": true});
     let config = |user: &Value, name: &str| {
@@ -410,12 +445,13 @@ async fn experiment_group_reads_log_the_experiments_exposures_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_mappings_name_their_target_in_the_exposure() {
-    let (brokers, _guard) = broker();
-    let (exposures, events) = (
-        unique("test.mapping.exposures"),
-        unique("test.mapping.events"),
-    );
-    let sink = Arc::new(EventSink::connect(&brokers, &exposures, &events).unwrap());
+    let Topics {
+        brokers,
+        exposures,
+        sink,
+        _mock,
+        ..
+    } = topics("test.mapping");
     let s = Server::start_with(&specs(), Some(sink.clone())).await;
     // The conformance ruleset maps these names for users on the gold plan (cm_plan).
     let user = json!({"userID": "mapped-1", "custom": {"plan": "gold"}});
