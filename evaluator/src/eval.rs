@@ -776,9 +776,9 @@ impl<'r> Walk<'r, '_> {
             self.memo
                 .push((name, self.st.bool_value, self.st.rule_id, mapped));
         }
-        // The core SDK records no exposure without a rule id (an unknown gate, or a name only
-        // mappings have, none of which applied).
-        if !name.starts_with("segment:") && self.st.rule_id.is_some() {
+        // The core SDK records no exposure without a rule id (an unknown gate, a name only
+        // mappings have, none of which applied, or a rule whose id is empty).
+        if !name.starts_with("segment:") && self.st.rule_id.is_some_and(|id| !id.is_empty()) {
             let st = &mut self.st;
             st.secondary.push(SecondaryExposure {
                 gate: name,
@@ -944,6 +944,51 @@ mod tests {
                                    "conditions": ["reads_middle", "reads_missing"]}]}}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn nested_gates_without_a_rule_id_leave_no_exposure() {
+        // As statsig-python-core 0.24.0 records them (probed): an unknown gate and a gate
+        // decided by a rule with an empty id are walked but not reported.
+        let rs = Ruleset::from_value(json!({
+            "time": 1,
+            "condition_map": {
+                "public": {"type": "public"},
+                "known": {"type": "pass_gate", "targetValue": "known"},
+                "unknown": {"type": "fail_gate", "targetValue": "unknown"},
+                "empty": {"type": "pass_gate", "targetValue": "empty_id"}},
+            "feature_gates": {
+                "known": {"salt": "s", "enabled": true, "defaultValue": false, "rules": [
+                    {"id": "k", "passPercentage": 100, "returnValue": true, "conditions": ["public"]}]},
+                "empty_id": {"salt": "s", "enabled": true, "defaultValue": false, "rules": [
+                    {"id": "", "passPercentage": 100, "returnValue": true, "conditions": ["public"]}]},
+                "top": {"salt": "s", "enabled": true, "defaultValue": false, "rules": [
+                    {"id": "t", "passPercentage": 100, "returnValue": true,
+                     "conditions": ["known", "unknown", "empty"]}]}}
+        }))
+        .unwrap();
+        let top = with_user("u1", None, |ctx| rs.check_gate("top", ctx));
+        assert_eq!((top.bool_value, top.rule_id), (true, "t"));
+        let reported: Vec<_> = top.secondary_exposures.iter().map(|e| e.gate).collect();
+        assert_eq!(reported, ["known"]);
+    }
+
+    #[test]
+    fn config_mappings_that_loop_are_unsupported_not_a_stack_overflow() {
+        let gate = json!({"salt": "s", "enabled": true, "defaultValue": false, "rules": []});
+        let rs = Ruleset::from_value(json!({
+            "time": 1,
+            "condition_map": {"public": {"type": "public"}},
+            "feature_gates": {"a": gate, "b": gate},
+            "override_rules": {"everyone": {"id": "everyone", "passPercentage": 100,
+                                            "conditions": ["public"]}},
+            "overrides": {
+                "a": [{"new_config_name": "b", "rules": [{"rule_name": "everyone"}]}],
+                "b": [{"new_config_name": "a", "rules": [{"rule_name": "everyone"}]}]}
+        }))
+        .unwrap();
+        let a = with_user("u1", None, |ctx| rs.check_gate("a", ctx));
+        assert_eq!((a.outcome, a.bool_value), (Outcome::Unsupported, false));
     }
 
     #[test]
