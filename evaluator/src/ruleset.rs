@@ -475,9 +475,11 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
     let mut specs: [Vec<Spec>; 3] = Default::default();
     let mapping_only = json!({"salt": "", "rules": []});
     for kind in SpecKind::ALL {
+        // The specs indexed above, in the same order (a skipped spec's name may since have
+        // been indexed as mapping-only).
         let in_payload = table(kind)
             .iter()
-            .filter(|(name, _)| index[kind as usize].contains_key(name.as_str()));
+            .filter(|(_, spec)| spec_problem(spec).is_none());
         let mut names: Vec<(&str, &Value)> = in_payload.map(|(n, s)| (n.as_str(), s)).collect();
         let mut by_index: Vec<(&Box<str>, &u32)> = index[kind as usize].iter().collect();
         by_index.sort_unstable_by_key(|(_, &i)| i);
@@ -748,5 +750,46 @@ mod tests {
         assert!(Ruleset::from_slice(b"{\"time\": 1, \"condition_map\": []}").is_err());
         let rs = Ruleset::from_slice(b"{\"time\": 1}").unwrap();
         assert_eq!(rs.names(SpecKind::Gate).count(), 0);
+    }
+
+    #[test]
+    fn a_skipped_spec_with_mappings_is_mapping_only_and_the_others_keep_their_places() {
+        let gate = |rule: &str| {
+            json!({"salt": "s", "enabled": true, "defaultValue": false,
+                   "rules": [{"id": rule, "passPercentage": 100, "returnValue": true,
+                              "conditions": ["public"]}]})
+        };
+        let rs = Ruleset::from_value(json!({
+            "time": 1,
+            "condition_map": {"public": {"type": "public"}},
+            "feature_gates": {"a_bad": {"rules": "not a list"}, "b": gate("b_rule"),
+                              "c": gate("c_rule")},
+            "override_rules": {"everyone": {"id": "everyone", "passPercentage": 100,
+                                            "conditions": ["public"]},
+                               "broken": {"passPercentage": 100}},
+            "overrides": {"a_bad": [{"new_config_name": "c",
+                                     "rules": [{"rule_name": "broken"}, {"rule_name": "everyone"}]}]}
+        }))
+        .unwrap();
+        assert_eq!(rs.names(SpecKind::Gate).collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(rs.warnings().len(), 2, "{:?}", rs.warnings());
+        let user = crate::User::from_json(&json!({"userID": "u"})).unwrap();
+        let ctx = crate::EvalContext {
+            user: &user,
+            now_ms: 0,
+            app_id: None,
+        };
+        for (name, rule_id, mapped) in [
+            ("b", "b_rule", None),
+            ("c", "c_rule", None),
+            ("a_bad", "c_rule", Some("c")),
+        ] {
+            let e = rs.check_gate(name, &ctx);
+            assert_eq!(
+                (e.rule_id, e.override_config_name),
+                (rule_id, mapped),
+                "{name}"
+            );
+        }
     }
 }
