@@ -465,27 +465,20 @@ async fn config_mappings_name_their_target_in_the_exposure() {
             answer
         }
     };
-    let gate = ask("/v1/check_gate", "gateName", "mapped_gate_0", true).await;
-    let target = ask("/v1/check_gate", "gateName", "gate_5", false).await;
-    assert_eq!(gate["name"], "mapped_gate_0");
-    assert_eq!(
-        (&gate["value"], &gate["rule_id"]),
-        (&target["value"], &target["rule_id"]),
-        "mapped_gate_0 answers as gate_5"
-    );
-    let config = ask("/v1/get_config", "configName", "config_mapped", true).await;
-    let target = ask("/v1/get_config", "configName", "config_3", false).await;
-    assert_eq!(
-        (&config["value"], &config["rule_id"]),
-        (&target["value"], &target["rule_id"]),
-        "config_mapped answers as config_3"
-    );
-    let layer = ask("/v1/get_layer", "layerName", "layer_mapped", true).await;
-    let target = ask("/v1/get_layer", "layerName", "layer_1", false).await;
-    assert_eq!(
-        layer["rule_id"], target["rule_id"],
-        "layer_mapped answers as layer_1"
-    );
+    for (path, field, name, target) in [
+        ("/v1/check_gate", "gateName", "mapped_gate_0", "gate_5"),
+        ("/v1/get_config", "configName", "config_mapped", "config_3"),
+        ("/v1/get_layer", "layerName", "layer_mapped", "layer_1"),
+    ] {
+        let mapped = ask(path, field, name, true).await;
+        let direct = ask(path, field, target, false).await;
+        assert_eq!(mapped["name"], name);
+        assert_eq!(
+            (&mapped["value"], &mapped["rule_id"]),
+            (&direct["value"], &direct["rule_id"]),
+            "{name} answers as {target}"
+        );
+    }
     let ghost = ask("/v1/check_gate", "gateName", "mapped_gate_ghost", true).await;
     assert_ne!(
         ghost["rule_id"], "",
