@@ -445,6 +445,7 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
     let override_rules = override_rules(&doc, &mut warnings);
     // A mapping may come from a name no spec has (a spec replaced by another): it is indexed
     // in each table where one of its targets is, so nested gates resolve to it too.
+    let mut mapping_only_names: [Vec<&str>; 3] = Default::default();
     for (name, mappings) in overrides.into_iter().flatten() {
         for kind in SpecKind::ALL {
             let table = &index[kind as usize];
@@ -456,6 +457,7 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
             if targets_here && !table.contains_key(name.as_str()) {
                 let next = table.len() as u32;
                 index[kind as usize].insert(name.as_str().into(), next);
+                mapping_only_names[kind as usize].push(name);
             }
         }
     }
@@ -473,22 +475,18 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
     let configs = &index[SpecKind::Config as usize];
     let compile_rule = |rule: &Value| compile_rule(rule, &condition_index, configs);
     let mut specs: [Vec<Spec>; 3] = Default::default();
-    let mapping_only = json!({"salt": "", "rules": []});
+    let no_spec = json!({"salt": "", "rules": []});
     for kind in SpecKind::ALL {
         // The specs indexed above, in the same order (a skipped spec's name may since have
         // been indexed as mapping-only).
         let in_payload = table(kind)
             .iter()
             .filter(|(_, spec)| spec_problem(spec).is_none());
-        let mut names: Vec<(&str, &Value)> = in_payload.map(|(n, s)| (n.as_str(), s)).collect();
-        let mut by_index: Vec<(&Box<str>, &u32)> = index[kind as usize].iter().collect();
-        by_index.sort_unstable_by_key(|(_, &i)| i);
-        names.extend(
-            by_index[listed[kind as usize]..]
-                .iter()
-                .map(|(name, _)| (&***name, &mapping_only)),
-        );
-        for (i, (name, spec)) in names.into_iter().enumerate() {
+        let in_payload = in_payload.map(|(name, spec)| (name.as_str(), spec));
+        let mapping_only = mapping_only_names[kind as usize]
+            .iter()
+            .map(|&name| (name, &no_spec));
+        for (i, (name, spec)) in in_payload.chain(mapping_only).enumerate() {
             let mut compiled = compile_spec(name, spec, &compile_rule);
             // statsig-rust reads the flag on layers only.
             compiled.new_layer_eval &= kind == SpecKind::Layer;
