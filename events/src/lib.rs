@@ -7,7 +7,6 @@
 //! change; added optional fields keep the version. Documented in `docs/events.md`.
 
 use std::borrow::Cow;
-use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -295,6 +294,14 @@ pub struct SecondaryExposure<'a> {
     pub rule_id: &'a str,
 }
 
+/// An object key as [`JsonWriter::key`] takes it: `"name":`, quoted at compile time (the
+/// schema's keys are plain ASCII, so there is nothing to escape).
+macro_rules! key {
+    ($name:literal) => {
+        concat!("\"", $name, "\":").as_bytes()
+    };
+}
+
 impl ExposureMessage<'_> {
     /// Appends the message bytes to `out` (a buffer the caller reuses): the bytes of the
     /// equivalent [`Envelope`] (tested below), written by hand
@@ -304,48 +311,48 @@ impl ExposureMessage<'_> {
         let mut w = JsonWriter(out);
         w.0.extend_from_slice(b"{\"schema_version\":");
         w.number(self.schema_version);
-        w.str_field("event_id", self.event_id);
-        w.str_field("event_name", self.event_name);
-        w.key("event_time_ms");
+        w.str_field(key!("event_id"), self.event_id);
+        w.str_field(key!("event_name"), self.event_name);
+        w.key(key!("event_time_ms"));
         w.number(self.event_time_ms);
-        w.key("received_at_ms");
+        w.key(key!("received_at_ms"));
         w.number(self.received_at_ms);
-        w.str_field("key_id", self.key_id);
+        w.str_field(key!("key_id"), self.key_id);
         if let Some(sdk_type) = self.sdk_type {
-            w.str_field("sdk_type", sdk_type);
+            w.str_field(key!("sdk_type"), sdk_type);
         }
         if let Some(sdk_version) = self.sdk_version {
-            w.str_field("sdk_version", sdk_version);
+            w.str_field(key!("sdk_version"), sdk_version);
         }
-        w.str_field("unit_id_type", self.unit_id_type);
-        w.str_field("unit_id", self.unit_id);
-        w.key("user");
+        w.str_field(key!("unit_id_type"), self.unit_id_type);
+        w.str_field(key!("unit_id"), self.unit_id);
+        w.key(key!("user"));
         w.0.extend_from_slice(self.user.as_bytes());
-        w.key("metadata");
+        w.key(key!("metadata"));
         self.metadata.write(&mut w);
         if !self.secondary_exposures.is_empty() {
-            w.key("secondary_exposures");
+            w.key(key!("secondary_exposures"));
             for (i, e) in self.secondary_exposures.iter().enumerate() {
                 w.0.push(if i == 0 { b'[' } else { b',' });
                 w.0.extend_from_slice(b"{\"gate\":");
                 w.string(e.gate);
-                w.str_field("gateValue", e.gate_value);
-                w.str_field("ruleID", e.rule_id);
+                w.str_field(key!("gateValue"), e.gate_value);
+                w.str_field(key!("ruleID"), e.rule_id);
                 w.0.push(b'}');
             }
             w.0.push(b']');
         }
-        w.key("exposure");
+        w.key(key!("exposure"));
         let x = &self.exposure;
         w.0.extend_from_slice(b"{\"kind\":");
         w.string(&x.kind);
-        w.str_field("name", &x.name);
-        w.str_field("rule_id", &x.rule_id);
+        w.str_field(key!("name"), &x.name);
+        w.str_field(key!("rule_id"), &x.rule_id);
         if let Some(group) = &x.group_name {
-            w.str_field("group_name", group);
+            w.str_field(key!("group_name"), group);
         }
         if let Some(value) = x.gate_value {
-            w.key("gate_value");
+            w.key(key!("gate_value"));
             w.0.extend_from_slice(if value { b"true" } else { b"false" });
         }
         w.0.extend_from_slice(b"}}");
@@ -356,29 +363,29 @@ impl ExposureMetadata<'_> {
     fn write(&self, w: &mut JsonWriter<'_>) {
         w.0.push(b'{');
         let optional = [
-            ("gate", self.gate),
-            ("config", self.config),
-            ("gateValue", self.gate_value),
-            ("rulePassed", self.rule_passed),
-            ("allocatedExperiment", self.allocated_experiment),
-            ("parameterName", self.parameter_name),
-            ("isExplicitParameter", self.is_explicit_parameter),
+            (key!("gate"), self.gate),
+            (key!("config"), self.config),
+            (key!("gateValue"), self.gate_value),
+            (key!("rulePassed"), self.rule_passed),
+            (key!("allocatedExperiment"), self.allocated_experiment),
+            (key!("parameterName"), self.parameter_name),
+            (key!("isExplicitParameter"), self.is_explicit_parameter),
         ];
         for (key, value) in optional {
             if let Some(value) = value {
                 w.str_field(key, value);
             }
         }
-        w.str_field("ruleID", self.rule_id);
+        w.str_field(key!("ruleID"), self.rule_id);
         if let Some(version) = self.config_version {
             // Statsig sends the version as text.
-            w.key("configVersion");
+            w.key(key!("configVersion"));
             w.0.push(b'"');
             w.number(version);
             w.0.push(b'"');
         }
         if let Some(mapped) = self.override_config_name {
-            w.str_field("overrideConfigName", mapped);
+            w.str_field(key!("overrideConfigName"), mapped);
         }
         w.0.push(b'}');
     }
@@ -390,7 +397,8 @@ struct JsonWriter<'o>(&'o mut Vec<u8>);
 
 impl JsonWriter<'_> {
     fn string(&mut self, s: &str) {
-        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        if needs_no_escape(s.as_bytes()) {
+            self.0.reserve(s.len() + 2);
             self.0.push(b'"');
             self.0.extend_from_slice(s.as_bytes());
             self.0.push(b'"');
@@ -400,24 +408,33 @@ impl JsonWriter<'_> {
         }
     }
 
-    /// `,"key":` after an open object's first field, `"key":` as its first.
-    fn key(&mut self, key: &str) {
+    /// `,"key":` after an open object's first field, `"key":` as its first; `quoted` is
+    /// `"key":` (from [`key!`]).
+    fn key(&mut self, quoted: &[u8]) {
         if self.0.last() != Some(&b'{') {
             self.0.push(b',');
         }
-        self.string(key);
-        self.0.push(b':');
+        self.0.extend_from_slice(quoted);
     }
 
-    fn str_field(&mut self, key: &str, value: &str) {
-        self.key(key);
+    fn str_field(&mut self, quoted_key: &[u8], value: &str) {
+        self.key(quoted_key);
         self.string(value);
     }
 
     fn number(&mut self, n: impl Into<i64>) {
-        // Writing into a Vec cannot fail.
-        let _ = write!(self.0, "{}", n.into());
+        self.0
+            .extend_from_slice(itoa::Buffer::new().format(n.into()).as_bytes());
     }
+}
+
+/// Whether JSON needs no escape in `s` (no control character, quote or backslash). Every
+/// byte is checked without an early exit, so the loop runs on whole vector registers: the
+/// strings here are short and almost never need escaping.
+fn needs_no_escape(s: &[u8]) -> bool {
+    s.iter().fold(true, |plain, &b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    })
 }
 
 /// The two user fields analysts filter on most, read from the raw user without a tree.
@@ -489,6 +506,26 @@ mod tests {
         assert!(Envelope::parse(other.to_string().as_bytes())
             .unwrap_err()
             .contains("schema_version 2"));
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut cases: Vec<String> = (0u8..0x80).map(|b| format!("ab{}cd", b as char)).collect();
+        cases.extend(
+            [
+                "",
+                "n\u{e9}",
+                "\u{7f}",
+                "\u{2028}",
+                "0123456789abcdef0123456789abcdef\"",
+            ]
+            .map(String::from),
+        );
+        for case in cases {
+            let mut out = Vec::new();
+            JsonWriter(&mut out).string(&case);
+            assert_eq!(out, serde_json::to_vec(&case).unwrap(), "{case:?}");
+        }
     }
 
     #[test]
