@@ -320,7 +320,11 @@ impl Target {
                 t.elements = Some(
                     items
                         .iter()
-                        .map(|v| crate::value::DynValue::new(v.clone()).string)
+                        .map(|v| {
+                            crate::value::DynValue::new(v.clone())
+                                .string()
+                                .map(Into::into)
+                        })
                         .collect(),
                 );
             }
@@ -463,7 +467,7 @@ fn equals(value: Val<'_>, target: &Target) -> bool {
                 && keyed.values().all(|(i, original)| {
                     items
                         .get(*i)
-                        .and_then(|item| item.string.as_deref())
+                        .and_then(|item| item.string())
                         .is_some_and(|s| s == &**original)
                 })
         }
@@ -473,9 +477,9 @@ fn equals(value: Val<'_>, target: &Target) -> bool {
             };
             object.len() == map.len()
                 && object.iter().all(|(k, v)| {
-                    map.get(&**k)
-                        .and_then(|item| crate::value::DynValue::new(item.clone()).string)
-                        .is_some_and(|s| s == *v)
+                    map.get(&**k).is_some_and(|item| {
+                        crate::value::DynValue::new(item.clone()).string() == Some(&**v)
+                    })
                 })
         }
     }
@@ -485,7 +489,7 @@ fn arrays(value: Val<'_>, target: &Target, op: Op) -> bool {
     let (Some(elements), Some(items)) = (&target.elements, value.array()) else {
         return false;
     };
-    let have: AHashSet<Option<&str>> = items.iter().map(|i| i.string.as_deref()).collect();
+    let have: AHashSet<Option<&str>> = items.iter().map(|i| i.string()).collect();
     for element in elements {
         let present = have.contains(&element.as_deref());
         match op {

@@ -89,7 +89,7 @@ pub(crate) fn value_from_ip(user: &User, field: Option<&Name>) -> Option<DynValu
         return None;
     }
     let ip = user.field(Some(&Name::new("ip")))?;
-    lookup(ip.string.as_deref()?).map(DynValue::from_text)
+    lookup(ip.string()?).map(DynValue::from_text)
 }
 
 #[cfg(test)]

@@ -523,7 +523,7 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
     let mut default_environment = AHashMap::new();
     let mut default_environment_text = None;
     if let Some(tier) = str_field("default_environment") {
-        default_environment.insert("tier".to_owned(), DynValue::from_text(tier));
+        default_environment.insert("tier".to_owned(), shared_value(tier));
         default_environment_text = serde_json::value::to_raw_value(&json!({ "tier": tier })).ok();
     }
     let plain_text = specs.iter().flatten().all(Spec::is_plain_text)
@@ -538,7 +538,7 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
         listed,
         conditions,
         rule_count,
-        app_id: str_field("app_id").map(DynValue::from_text),
+        app_id: str_field("app_id").map(shared_value),
         default_environment,
         default_environment_text,
         id_lists: Arc::default(),
@@ -648,7 +648,7 @@ fn compile_rule(
         return_value,
         id_type: Name::new(rs("idType").unwrap_or("userID")),
         group_name: rs("groupName").map(Into::into),
-        group_value: rs("groupName").map(DynValue::from_text),
+        group_value: rs("groupName").map(shared_value),
         is_experiment_group: rule.get("isExperimentGroup").and_then(Value::as_bool),
         config_delegate: rs("configDelegate").map(|d| (d.into(), configs.get(d).copied())),
         id,
@@ -694,6 +694,12 @@ fn compile_spec(name: &str, spec: &Value, compile_rule: &dyn Fn(&Value) -> Rule)
         mappings: Vec::new(),
         mapping_only: false,
     }
+}
+
+/// A value every request may read: its views computed now, so that no request waits on
+/// another computing one.
+fn shared_value(text: &str) -> DynValue {
+    DynValue::from_text(text).with_all_views()
 }
 
 #[cfg(test)]

@@ -30,10 +30,7 @@ pub fn warm_up() {
 
 pub(crate) fn value_from_user_agent(user: &User, field: Option<&Name>) -> Option<DynValue> {
     let field = &*field?.lower;
-    let ua = user
-        .field(Some(&Name::new("userAgent")))?
-        .string
-        .as_deref()?;
+    let ua = user.field(Some(&Name::new("userAgent")))?.string()?;
     if ua.len() > MAX_USER_AGENT_LEN {
         return None;
     }
@@ -72,7 +69,7 @@ mod tests {
     fn parse(ua: &str, field: &str) -> Option<String> {
         let user = User::from_json(&json!({ "userAgent": ua })).unwrap();
         value_from_user_agent(&user, Some(&Name::new(field)))
-            .and_then(|v| v.string.map(String::from))
+            .and_then(|v| v.string().map(String::from))
     }
 
     #[test]

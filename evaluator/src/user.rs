@@ -139,7 +139,7 @@ impl User {
     pub(crate) fn field(&self, field: Option<&Name>) -> Option<&DynValue> {
         let field = field?;
         let top = field.top.and_then(|f| self.top_level(f));
-        if let Some(v) = top.filter(|v| v.string.as_deref().is_some_and(|s| !s.is_empty())) {
+        if let Some(v) = top.filter(|v| v.string().is_some_and(|s| !s.is_empty())) {
             return Some(v);
         }
         get_either(&self.custom, field)
@@ -162,7 +162,7 @@ impl User {
     /// The unit id as a string for hashing; a missing unit hashes as `""`.
     pub fn unit_id_str(&self, id_type: &str, id_type_lower: &str) -> &str {
         self.unit_id(id_type, id_type_lower)
-            .and_then(|v| v.string.as_deref())
+            .and_then(|v| v.string())
             .unwrap_or("")
     }
 }
@@ -314,10 +314,10 @@ mod tests {
             "statsigEnvironment": {"tier": "staging"}, "unknown": [1]
         }))
         .unwrap();
-        assert_eq!(u.user_id.as_ref().unwrap().string.as_deref(), Some("42"));
-        assert_eq!(u.custom["level"].float, Some(3.0));
+        assert_eq!(u.user_id.as_ref().unwrap().string(), Some("42"));
+        assert_eq!(u.custom["level"].float(), Some(3.0));
         assert_eq!(u.unit_id_str("companyID", "companyid"), "c1");
-        assert_eq!(u.environment["tier"].string.as_deref(), Some("staging"));
+        assert_eq!(u.environment["tier"].string(), Some("staging"));
     }
 
     #[test]

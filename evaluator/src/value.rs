@@ -1,48 +1,67 @@
-//! User-side values with every view an operator may ask for, computed once per user.
+//! User-side values and the views an operator may ask for.
 //!
 //! Statsig compares a user's value as a string, a number, a timestamp or an array depending on
 //! the operator, with fixed coercions (a number's string is Rust's `f64` display, `"5"` is also
-//! the number 5, an array's string is its JSON). Computing the views when the user is parsed
-//! keeps evaluation free of allocation.
+//! the number 5, an array's string is its JSON). A string's views that need parsing (number,
+//! timestamp, version, lowercase) are computed the first time an operator asks, once per
+//! value: most requests compare a few fields with one operator each, and parsing every view
+//! of every field up front cost more than the evaluation. Evaluation itself stays free of
+//! allocation for the views a string needs no copy for.
+
+use std::sync::OnceLock;
 
 use chrono::{DateTime, NaiveDateTime};
 use serde_json::Value;
 
-/// One user attribute and its precomputed views.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// One user attribute and its views.
+#[derive(Debug, Clone, Default)]
 pub struct DynValue {
     /// The value as the user sent it.
     pub json: Value,
-    /// String view: strings as-is, numbers via `f64` display, bools, arrays as JSON.
-    pub string: Option<Box<str>>,
-    /// Lowercased `string`, for the case-insensitive operators; None when lowercasing
-    /// changes nothing (ids, emails, numbers: most values), so `string` serves and no copy
-    /// is made. Read it through [`Val::with_str`].
-    pub lower: Option<Box<str>>,
-    /// Numeric view: numbers, and strings that parse as `f64`.
-    pub float: Option<f64>,
-    /// Integer view: integral numbers, and strings that parse as `i64`.
-    pub int: Option<i64>,
-    /// Milliseconds since the epoch, for strings holding an integer or an ISO date.
-    pub timestamp: Option<i64>,
+    /// String view of a non-string (a number via `f64` display, a bool, an array as JSON);
+    /// a string is its own. Read it through [`DynValue::string`].
+    text: Option<Box<str>>,
     /// Boolean view (JSON booleans only).
     pub boolean: Option<bool>,
     /// Array elements, for the `array_contains_*` operators.
     pub array: Option<Vec<DynValue>>,
-    /// The string view as version parts, for the `version_*` operators; None when a part is
-    /// not an integer.
-    pub version: Option<Box<[i128]>>,
+    /// The lowercased string view, when it differs from the string view.
+    lower: OnceLock<Option<Box<str>>>,
+    /// Numeric, integer and timestamp views.
+    numbers: OnceLock<Numbers>,
+    /// The string view as version parts; None when a part is not an integer.
+    version: OnceLock<Option<Box<[i128]>>>,
+}
+
+/// A value's numeric views, computed together (they parse the same text).
+#[derive(Debug, Clone, Copy, Default)]
+struct Numbers {
+    /// Numbers, and strings that parse as `f64`.
+    float: Option<f64>,
+    /// Integral numbers, and strings that parse as `i64`.
+    int: Option<i64>,
+    /// Milliseconds since the epoch, for strings holding an integer or an ISO date.
+    timestamp: Option<i64>,
+}
+
+/// Views derive from `json`, computed or not.
+impl PartialEq for DynValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.json == other.json
+    }
 }
 
 impl DynValue {
-    /// Builds every view of `json` the way Statsig's core SDK does.
+    /// Wraps `json` with the views Statsig's core SDK gives it (a string's parsed views wait
+    /// for their first use).
     pub fn new(json: Value) -> Self {
         let mut out = DynValue::default();
         match &json {
-            Value::Null | Value::Object(_) => {}
+            Value::Null | Value::Object(_) | Value::String(_) => {}
             Value::Bool(b) => {
                 out.boolean = Some(*b);
-                out.string = Some(b.to_string().into());
+                out.text = Some(b.to_string().into());
+                out.numbers = OnceLock::from(Numbers::default());
             }
             Value::Number(n) => {
                 let mut float = n.as_f64();
@@ -54,26 +73,22 @@ impl DynValue {
                 } else if let (None, Some(i)) = (float, int) {
                     float = Some(i as f64);
                 }
-                out.string = float
+                out.text = float
                     .map(|f| f.to_string())
                     .or_else(|| int.map(|i| i.to_string()))
                     .map(Into::into);
-                out.float = float;
-                out.int = int;
-            }
-            Value::String(s) => {
-                out.timestamp = parse_user_timestamp(s);
-                out.float = s.parse().ok();
-                out.int = s.parse().ok();
-                out.string = Some(s.as_str().into());
+                out.numbers = OnceLock::from(Numbers {
+                    float,
+                    int,
+                    timestamp: None,
+                });
             }
             Value::Array(items) => {
                 out.array = Some(items.iter().cloned().map(DynValue::new).collect());
-                out.string = Some(json.to_string().into());
+                out.text = Some(json.to_string().into());
+                out.numbers = OnceLock::from(Numbers::default());
             }
         }
-        out.lower = out.string.as_deref().and_then(lowercased_if_different);
-        out.version = out.string.as_deref().and_then(version_parts);
         out.json = json;
         out
     }
@@ -81,6 +96,67 @@ impl DynValue {
     /// A string attribute (user ids, email, ...).
     pub fn from_text(s: &str) -> Self {
         DynValue::new(Value::String(s.to_owned()))
+    }
+
+    /// Computes every view now: for values shared by every request (a ruleset's), so that no
+    /// request waits on another computing one.
+    pub(crate) fn with_all_views(self) -> Self {
+        self.lower();
+        self.numbers();
+        self.version();
+        self
+    }
+
+    /// String view: strings as-is, numbers via `f64` display, bools, arrays as JSON.
+    pub fn string(&self) -> Option<&str> {
+        match &self.json {
+            Value::String(s) => Some(s),
+            _ => self.text.as_deref(),
+        }
+    }
+
+    /// The lowercased string view (the string view itself when lowercasing changes nothing:
+    /// ids, emails, numbers, so no copy is made for most values).
+    pub fn lower(&self) -> Option<&str> {
+        self.lower
+            .get_or_init(|| self.string().and_then(lowercased_if_different))
+            .as_deref()
+            .or(self.string())
+    }
+
+    /// Numeric view: numbers, and strings that parse as `f64`.
+    pub fn float(&self) -> Option<f64> {
+        self.numbers().float
+    }
+
+    /// Integer view: integral numbers, and strings that parse as `i64`.
+    pub fn int(&self) -> Option<i64> {
+        self.numbers().int
+    }
+
+    /// Milliseconds since the epoch, for strings holding an integer or an ISO date.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.numbers().timestamp
+    }
+
+    /// The string view as version parts, for the `version_*` operators; None when a part is
+    /// not an integer.
+    pub fn version(&self) -> Option<&[i128]> {
+        self.version
+            .get_or_init(|| self.string().and_then(version_parts))
+            .as_deref()
+    }
+
+    fn numbers(&self) -> Numbers {
+        *self.numbers.get_or_init(|| match &self.json {
+            Value::String(s) => Numbers {
+                float: s.parse().ok(),
+                int: s.parse().ok(),
+                timestamp: parse_user_timestamp(s),
+            },
+            // Set by `new` for every other kind that has numbers.
+            _ => Numbers::default(),
+        })
     }
 }
 
@@ -105,11 +181,7 @@ impl<'a> Val<'a> {
     pub fn with_str<R>(&self, lower: bool, f: impl FnOnce(Option<&str>) -> R) -> R {
         match self {
             Val::Missing | Val::Clock(_) => f(None),
-            Val::Dyn(d) => f(if lower {
-                d.lower.as_deref().or(d.string.as_deref())
-            } else {
-                d.string.as_deref()
-            }),
+            Val::Dyn(d) => f(if lower { d.lower() } else { d.string() }),
             Val::Bucket(n) => {
                 let digits = Digits::new(*n);
                 f(Some(digits.as_str()))
@@ -120,7 +192,7 @@ impl<'a> Val<'a> {
     /// Numeric view.
     pub fn float(&self) -> Option<f64> {
         match self {
-            Val::Dyn(d) => d.float,
+            Val::Dyn(d) => d.float(),
             Val::Bucket(n) => Some(*n as f64),
             Val::Missing | Val::Clock(_) => None,
         }
@@ -129,7 +201,7 @@ impl<'a> Val<'a> {
     /// Time view: a parsed timestamp, else the integer view.
     pub fn time(&self) -> Option<i64> {
         match self {
-            Val::Dyn(d) => d.timestamp.or(d.int),
+            Val::Dyn(d) => d.timestamp().or(d.int()),
             Val::Bucket(n) => Some(*n as i64),
             Val::Clock(now) => Some(*now),
             Val::Missing => None,
@@ -139,7 +211,7 @@ impl<'a> Val<'a> {
     /// Calls `f` with the version parts (None: no string view, or not a version).
     pub fn with_version<R>(&self, f: impl FnOnce(Option<&[i128]>) -> R) -> R {
         match self {
-            Val::Dyn(d) => f(d.version.as_deref()),
+            Val::Dyn(d) => f(d.version()),
             Val::Bucket(n) => f(Some(&[*n as i128])),
             Val::Missing | Val::Clock(_) => f(None),
         }
@@ -258,37 +330,40 @@ mod tests {
 
     #[test]
     fn numbers_get_rust_float_strings() {
-        assert_eq!(DynValue::new(json!(5)).string.as_deref(), Some("5"));
-        assert_eq!(DynValue::new(json!(5.0)).string.as_deref(), Some("5"));
-        assert_eq!(DynValue::new(json!(3.5)).string.as_deref(), Some("3.5"));
-        assert_eq!(DynValue::new(json!(5.0)).int, Some(5));
+        assert_eq!(DynValue::new(json!(5)).string(), Some("5"));
+        assert_eq!(DynValue::new(json!(5.0)).string(), Some("5"));
+        assert_eq!(DynValue::new(json!(3.5)).string(), Some("3.5"));
+        assert_eq!(DynValue::new(json!(5.0)).int(), Some(5));
     }
 
     #[test]
     fn numeric_strings_are_numbers_too() {
         let v = DynValue::new(json!("7"));
-        assert_eq!((v.float, v.int, v.timestamp), (Some(7.0), Some(7), Some(7)));
-        assert_eq!(DynValue::new(json!("abc")).float, None);
+        assert_eq!(
+            (v.float(), v.int(), v.timestamp()),
+            (Some(7.0), Some(7), Some(7))
+        );
+        assert_eq!(DynValue::new(json!("abc")).float(), None);
     }
 
     #[test]
     fn dates_parse_to_millis() {
         assert_eq!(
-            DynValue::new(json!("2024-01-01T00:00:00Z")).timestamp,
+            DynValue::new(json!("2024-01-01T00:00:00Z")).timestamp(),
             Some(1_704_067_200_000)
         );
         assert_eq!(
-            DynValue::new(json!("2024-01-01 00:00:00")).timestamp,
+            DynValue::new(json!("2024-01-01 00:00:00")).timestamp(),
             Some(1_704_067_200_000)
         );
-        assert_eq!(DynValue::new(json!("garbage")).timestamp, None);
+        assert_eq!(DynValue::new(json!("garbage")).timestamp(), None);
     }
 
     #[test]
     fn arrays_stringify_as_json_and_lowercase() {
         let v = DynValue::new(json!(["A", 1]));
-        assert_eq!(v.string.as_deref(), Some("[\"A\",1]"));
-        assert_eq!(v.lower.as_deref(), Some("[\"a\",1]"));
+        assert_eq!(v.string(), Some("[\"A\",1]"));
+        assert_eq!(v.lower(), Some("[\"a\",1]"));
         assert_eq!(v.array.unwrap().len(), 2);
     }
 
@@ -302,8 +377,9 @@ mod tests {
             ("\u{1c5}", "\u{1c6}"),
         ] {
             let v = DynValue::new(json!(text));
-            let (upper_or_title, same) = (text != lower, v.lower.is_none());
-            assert_eq!(same, !upper_or_title, "{text}");
+            // No copy: the lowercase view is the string view itself.
+            let same = std::ptr::eq(v.lower().unwrap(), v.string().unwrap());
+            assert_eq!(same, text == lower, "{text}");
             Val::Dyn(&v).with_str(true, |s| assert_eq!(s, Some(lower), "{text}"));
             Val::Dyn(&v).with_str(false, |s| assert_eq!(s, Some(text), "{text}"));
         }

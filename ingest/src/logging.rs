@@ -129,7 +129,7 @@ fn event_time(v: Option<&Value>, fallback: i64) -> i64 {
 
 /// An ISO date as ms, parsed the way the evaluator parses user dates.
 fn date_to_ms(s: &str) -> Option<i64> {
-    evaluator::DynValue::new(Value::String(s.to_owned())).timestamp
+    evaluator::DynValue::new(Value::String(s.to_owned())).timestamp()
 }
 
 /// A new envelope for a user that is already loggable (no `privateAttributes`).
