@@ -276,9 +276,10 @@ impl Ruleset {
 
     /// [`Ruleset::loggable_user`] written from the user's JSON text, entry by entry in the
     /// user's order, without building a tree: the front door logs it with every exposure.
-    /// The result is JSON text (keys escaped, values copied from the validated input).
+    /// The result is JSON text (keys escaped, values copied from the validated input), the
+    /// input itself when it is already loggable (the common case: no copy).
     /// Anything but an object logs as `{}` (callers have parsed it as a [`crate::User`]).
-    pub fn loggable_user_text(&self, user: &RawValue) -> String {
+    pub fn loggable_user_text<'u>(&self, user: &'u RawValue) -> Cow<'u, str> {
         if let Some(text) = self.loggable_as_sent(user.get()) {
             return text;
         }
@@ -300,8 +301,10 @@ impl Ruleset {
         }
         out.bytes.push(b'}');
         // Built from UTF-8 parts; the lossy conversion never replaces anything.
-        String::from_utf8(out.bytes)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+        Cow::Owned(
+            String::from_utf8(out.bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()),
+        )
     }
 
     /// The common case without rewriting: a compact object (as JSON.stringify and serde
@@ -309,7 +312,7 @@ impl Ruleset {
     /// environment appended when it has one to add. Compact and free of backslashes, the text
     /// holds a name only as a key or inside a plain string, so the substring checks cannot
     /// miss a top-level key; a name anywhere (even nested) sends it down the rewriting path.
-    fn loggable_as_sent(&self, text: &str) -> Option<String> {
+    fn loggable_as_sent<'u>(&self, text: &'u str) -> Option<Cow<'u, str>> {
         let plain = text.starts_with('{')
             && !text
                 .bytes()
@@ -319,14 +322,16 @@ impl Ruleset {
             return None;
         }
         let Some(env) = &self.default_environment_text else {
-            return Some(text.to_owned());
+            return Some(Cow::Borrowed(text));
         };
         if text.contains("statsigEnvironment") {
             return None;
         }
         let fields = &text[..text.len() - 1];
         let separator = if fields.len() > 1 { "," } else { "" };
-        Some([fields, separator, "\"statsigEnvironment\":", env.get(), "}"].concat())
+        Some(Cow::Owned(
+            [fields, separator, "\"statsigEnvironment\":", env.get(), "}"].concat(),
+        ))
     }
 
     fn default_environment_json(&self) -> Option<Value> {
