@@ -323,8 +323,11 @@ async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply
             if !only(&[Method::POST]) {
                 return (endpoint, not_allowed());
             }
+            // Boxed, as the console's handlers below: a request's future is as large as the
+            // largest of these arms, and hyper moves it for every request (boxing these three
+            // took it from 4.4 to 3.3 kB; an evaluation request does not need them).
             let reply = match decode(state.limits, req).await {
-                Ok(decoded) => api::log_event(state, decoded).await,
+                Ok(decoded) => Box::pin(api::log_event(state, decoded)).await,
                 Err(error) => error.reply(),
             };
             (endpoint, reply)
@@ -332,7 +335,9 @@ async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply
         ["console", "v1", rest @ ..] => {
             let rest: Vec<&str> = rest.to_vec();
             let reply = match decode(state.limits, req).await {
-                Ok(decoded) => crate::console::console(state, method, &rest, decoded).await,
+                Ok(decoded) => {
+                    Box::pin(crate::console::console(state, method, &rest, decoded)).await
+                }
                 Err(error) => error.reply(),
             };
             ("console", reply)
@@ -340,7 +345,9 @@ async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply
         ["api", "v1", rest @ ..] => {
             let rest: Vec<&str> = rest.to_vec();
             let reply = match decode(state.limits, req).await {
-                Ok(decoded) => crate::console::generic(state, method, &rest, decoded).await,
+                Ok(decoded) => {
+                    Box::pin(crate::console::generic(state, method, &rest, decoded)).await
+                }
                 Err(error) => error.reply(),
             };
             ("api", reply)
