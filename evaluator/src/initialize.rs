@@ -4,6 +4,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -313,18 +316,23 @@ impl Ruleset {
     /// holds a name only as a key or inside a plain string, so the substring checks cannot
     /// miss a top-level key; a name anywhere (even nested) sends it down the rewriting path.
     fn loggable_as_sent<'u>(&self, text: &'u str) -> Option<Cow<'u, str>> {
-        let plain = text.starts_with('{')
-            && !text
-                .bytes()
-                .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\\'))
-            && !text.contains("privateAttributes");
+        // Searchers built once; every byte checked without an early exit (the loop runs on
+        // vector registers): this runs for every evaluation request.
+        static PRIVATE: LazyLock<Finder<'static>> =
+            LazyLock::new(|| Finder::new("privateAttributes"));
+        static ENVIRONMENT: LazyLock<Finder<'static>> =
+            LazyLock::new(|| Finder::new("statsigEnvironment"));
+        let compact = text.bytes().fold(true, |compact, b| {
+            compact & !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\\')
+        });
+        let plain = text.starts_with('{') && compact && PRIVATE.find(text.as_bytes()).is_none();
         if !plain {
             return None;
         }
         let Some(env) = &self.default_environment_text else {
             return Some(Cow::Borrowed(text));
         };
-        if text.contains("statsigEnvironment") {
+        if ENVIRONMENT.find(text.as_bytes()).is_some() {
             return None;
         }
         let fields = &text[..text.len() - 1];
