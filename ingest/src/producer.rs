@@ -5,17 +5,19 @@
 //! is produced. Exposures from the evaluation API are fire-and-forget for the request, but
 //! every delivery failure is counted.
 
+use std::ffi::{c_void, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use events::{Envelope, ExposureMessage};
+use rdkafka::bindings as rdsys;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{
-    BaseRecord, FutureProducer, FutureRecord, Producer, ProducerContext, ThreadedProducer,
+    FutureProducer, FutureRecord, Producer, ProducerContext, ThreadedProducer,
 };
 use rdkafka::util::Timeout;
 
@@ -51,10 +53,46 @@ impl ProducerContext for CountDeliveries {
     }
 }
 
+/// A librdkafka topic handle, made once. Producing by name (all rdkafka's safe API offers)
+/// copies the name into a `CString` and has librdkafka look the topic up under its client's
+/// *write* lock, for every message: every worker's every exposure took the same lock.
+struct TopicHandle(*mut rdsys::rd_kafka_topic_t);
+
+// SAFETY: librdkafka's topic handles are reference-counted and locked inside; any thread
+// may produce through one.
+unsafe impl Send for TopicHandle {}
+unsafe impl Sync for TopicHandle {}
+
+impl TopicHandle {
+    fn new(client: *mut rdsys::rd_kafka_t, name: &str) -> Result<TopicHandle, KafkaError> {
+        let refused = |why: String| KafkaError::ClientCreation(format!("topic {name:?}: {why}"));
+        let c_name = CString::new(name).map_err(|e| refused(e.to_string()))?;
+        // SAFETY: a live client and a NUL-terminated name; NULL config means the defaults.
+        let handle =
+            unsafe { rdsys::rd_kafka_topic_new(client, c_name.as_ptr(), std::ptr::null_mut()) };
+        if handle.is_null() {
+            // SAFETY: reads this thread's last librdkafka error, set by the call above.
+            let code = RDKafkaErrorCode::from(unsafe { rdsys::rd_kafka_last_error() });
+            return Err(refused(code.to_string()));
+        }
+        Ok(TopicHandle(handle))
+    }
+}
+
+impl Drop for TopicHandle {
+    fn drop(&mut self) {
+        // SAFETY: made by rd_kafka_topic_new, released once; the client outlives it
+        // (`EventSink` declares this field before the producer, so it drops first).
+        unsafe { rdsys::rd_kafka_topic_destroy(self.0) }
+    }
+}
+
 /// Where events go, and the counters `/metrics` shows.
 pub struct EventSink {
     /// `log_event` batches: each send returns a future resolved by the broker's ack.
     producer: FutureProducer,
+    /// The exposures topic in `exposure_producer` (declared first: dropped before it).
+    exposure_topic: TopicHandle,
     /// Exposures: fire-and-forget, deliveries counted by the context.
     exposure_producer: ThreadedProducer<CountDeliveries>,
     /// Topic for exposures.
@@ -140,12 +178,16 @@ impl EventSink {
         let (produced, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let mut exposure_config = config.clone();
         exposure_config.set("linger.ms", EXPOSURE_LINGER_MS.to_string());
-        let exposure_producer = exposure_config.create_with_context(CountDeliveries {
-            produced: produced.clone(),
-            failed: failed.clone(),
-        })?;
+        let exposure_producer: ThreadedProducer<CountDeliveries> = exposure_config
+            .create_with_context(CountDeliveries {
+                produced: produced.clone(),
+                failed: failed.clone(),
+            })?;
+        let exposure_topic =
+            TopicHandle::new(exposure_producer.client().native_ptr(), exposures_topic)?;
         Ok(EventSink {
             producer: config.create()?,
+            exposure_topic,
             exposure_producer,
             exposures_topic: exposures_topic.to_owned(),
             events_topic: events_topic.to_owned(),
@@ -217,11 +259,33 @@ impl EventSink {
         PAYLOAD.with_borrow_mut(|payload| {
             payload.clear();
             exposure.write_to(payload);
-            let record = BaseRecord::to(&self.exposures_topic)
-                .key(exposure.unit_id)
-                .payload(payload.as_slice());
-            if let Err((error, _)) = self.exposure_producer.send(record) {
+            let key = exposure.unit_id.as_bytes();
+            use rdsys::rd_kafka_vtype_t::*;
+            // SAFETY: the arguments rdkafka's own `BaseProducer::send` passes, with the topic
+            // by handle (alive as long as `self`) and no delivery opaque (the context's is
+            // `()`, read from a null pointer); librdkafka copies key and payload (F_COPY)
+            // before it returns.
+            let error = unsafe {
+                rdsys::rd_kafka_producev(
+                    self.exposure_producer.client().native_ptr(),
+                    RD_KAFKA_VTYPE_RKT,
+                    self.exposure_topic.0,
+                    RD_KAFKA_VTYPE_PARTITION,
+                    -1i32, // unassigned: librdkafka partitions by the key
+                    RD_KAFKA_VTYPE_MSGFLAGS,
+                    rdsys::RD_KAFKA_MSG_F_COPY,
+                    RD_KAFKA_VTYPE_VALUE,
+                    payload.as_ptr() as *mut c_void,
+                    payload.len(),
+                    RD_KAFKA_VTYPE_KEY,
+                    key.as_ptr() as *mut c_void,
+                    key.len(),
+                    RD_KAFKA_VTYPE_END,
+                )
+            };
+            if error != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                 self.exposures_dropped.fetch_add(1, Ordering::Relaxed);
+                let error = RDKafkaErrorCode::from(error);
                 tracing::debug!(%error, "exposure dropped");
             }
         });

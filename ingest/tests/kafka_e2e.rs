@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use events::Envelope;
+use events::{Envelope, ExposureMessage, ExposureMetadata, ExposureView};
 use hyper::{Method, StatusCode};
 use ingest::producer::EventSink;
 use rdkafka::config::ClientConfig;
@@ -260,6 +260,68 @@ async fn a_bad_batch_produces_nothing() {
         .post_json("/v1/log_event", CONSOLE, &json!({"events": []}))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// An exposure the producer refuses (here: larger than Kafka's message limit, from a user
+/// with a 1.1 MB attribute) is counted, and the next one is delivered as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_exposure_is_counted() {
+    let Topics {
+        brokers,
+        exposures,
+        sink,
+        _mock,
+        ..
+    } = topics("test.refused");
+    let exposure = |unit_id: &str, user: &str| {
+        let message = ExposureMessage {
+            schema_version: events::SCHEMA_VERSION,
+            event_id: "0b1e2c9a-0000-4000-8000-000000000000",
+            event_name: "statsig::gate_exposure",
+            event_time_ms: 1,
+            received_at_ms: 1,
+            key_id: "k",
+            sdk_type: None,
+            sdk_version: None,
+            unit_id_type: "userID",
+            unit_id,
+            user,
+            metadata: ExposureMetadata {
+                gate: Some("g"),
+                gate_value: Some("true"),
+                rule_id: "r",
+                ..Default::default()
+            },
+            secondary_exposures: &[],
+            exposure: ExposureView {
+                kind: "gate".into(),
+                name: "g".into(),
+                rule_id: "r".into(),
+                group_name: None,
+                gate_value: Some(true),
+            },
+        };
+        sink.send_exposure(&message);
+    };
+    let dropped = || {
+        sink.exposures_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let blob = "a".repeat(1_100_000);
+    exposure(
+        "big",
+        &json!({"userID": "big", "custom": {"blob": blob}}).to_string(),
+    );
+    assert_eq!(dropped(), 1);
+    exposure("small", r#"{"userID":"small"}"#);
+    sink.flush(Duration::from_secs(10));
+    let got = consume(&brokers, &exposures, 1).await;
+    assert_eq!(
+        (got[0].1.unit_id.as_str(), &got[0].1.user),
+        ("small", &json!({"userID": "small"}))
+    );
+    assert_eq!(dropped(), 1);
+    assert_eq!(sink.produced.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
