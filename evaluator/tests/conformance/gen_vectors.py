@@ -43,8 +43,14 @@ class Specs(http.server.BaseHTTPRequestHandler):
     logged = []  # events the logging SDK flushed
 
     def do_GET(self):
-        body = json.dumps(Specs.v2 if self.path.startswith("/v2/") else Specs.v1).encode()
-        self._reply(200, body)
+        if self.path.startswith("/logging/v2/"):
+            # The logging SDK's copy: its exposure dedupe window (60 s by default, reset by a
+            # timer) spans the whole run, so which repeated users are deduplicated does not
+            # depend on how fast the run goes.
+            payload = dict(Specs.v2, sdk_configs={"exposure_dedupe_ttl_ms": 86_400_000})
+        else:
+            payload = Specs.v2 if self.path.startswith("/v2/") else Specs.v1
+        self._reply(200, json.dumps(payload).encode())
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -122,7 +128,8 @@ def core_answers(statsig, user, specs):
 def mapping_exposures(statsig, user, specs):
     """The `overrideConfigName` of the exposure the core SDK logs for each spec named with
     `mapped` (None: the exposure has none), read from the events it flushes. A spec whose
-    exposure was deduplicated (an identical earlier user) is left out."""
+    exposure was deduplicated (an earlier user with the same ids, anywhere in the run: the
+    logging SDK's dedupe window is set to a day) is left out."""
     cu = core_user(user)
     Specs.logged.clear()
     for name in names(specs, "feature_gates"):
@@ -213,7 +220,7 @@ def generate(out_dir):
         output_log_level="none"))
     core_sdk.initialize().wait()
     logging_sdk = core.Statsig(SECRET, core.StatsigOptions(
-        specs_url=f"{base}/v2/download_config_specs", log_event_url=f"{base}/v1/log_event",
+        specs_url=f"{base}/logging/v2/download_config_specs", log_event_url=f"{base}/v1/log_event",
         output_log_level="none", event_logging_flush_interval_ms=3_600_000))
     logging_sdk.initialize().wait()
     statsig.initialize(SECRET, StatsigOptions(api=f"{base}/v1", disable_diagnostics=True,
