@@ -61,7 +61,6 @@ impl DynValue {
             Value::Bool(b) => {
                 out.boolean = Some(*b);
                 out.text = Some(b.to_string().into());
-                out.numbers = OnceLock::from(Numbers::default());
             }
             Value::Number(n) => {
                 let mut float = n.as_f64();
@@ -86,7 +85,6 @@ impl DynValue {
             Value::Array(items) => {
                 out.array = Some(items.iter().cloned().map(DynValue::new).collect());
                 out.text = Some(json.to_string().into());
-                out.numbers = OnceLock::from(Numbers::default());
             }
         }
         out.json = json;
@@ -154,7 +152,7 @@ impl DynValue {
                 int: s.parse().ok(),
                 timestamp: parse_user_timestamp(s),
             },
-            // Set by `new` for every other kind that has numbers.
+            // Numbers have theirs from `new`; nothing else has any.
             _ => Numbers::default(),
         })
     }
