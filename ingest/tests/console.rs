@@ -898,6 +898,165 @@ async fn rules_crud_validation_versions_and_restart() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The group each of 600 units gets from `experiment` (`None`: not in it).
+async fn assignments(front: &Front, experiment: &str) -> Vec<Option<String>> {
+    let mut groups = Vec::new();
+    for i in 0..600 {
+        let user = json!({"userID": format!("u{i}")});
+        let body = json!({"user": user, "configName": experiment});
+        let answer = front
+            .post("/v1/get_config", "secret-seeded", body)
+            .await
+            .body;
+        groups.push(answer["group_name"].as_str().map(str::to_owned));
+    }
+    groups
+}
+
+async fn set_allocation(front: &Front, experiment: &str, allocation: u32) -> Answer {
+    let path = format!("/console/v1/experiments/{experiment}");
+    let body = json!({"allocation": allocation});
+    front
+        .call(Method::PATCH, &path, ADMIN, &[], Some(body))
+        .await
+}
+
+/// A running experiment's allocation changed over the console lets units in or out and moves
+/// none between groups: alone (its own allocation salt) and in a layer (its range grows or
+/// shrinks in place; into a neighbour's range is a 409, as is leaving the layer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocation_changes_move_no_unit_between_groups() {
+    let dir = temp_dir("console-allocation");
+    let front = Front::start(&as_strs(&state_dir_args(&dir))).await;
+    let key = "secret-seeded";
+    let groups = || {
+        json!([{"name": "Control", "size": 50, "parameterValues": {"color": "gray"}},
+               {"name": "Test", "size": 50, "parameterValues": {"color": "green"}}])
+    };
+    let layer = json!({"name": "l", "parameters": [{"name": "color", "defaultValue": "none"}]});
+    assert_eq!(
+        front.post("/console/v1/layers", ADMIN, layer).await.status,
+        StatusCode::CREATED
+    );
+    for (name, layer) in [
+        ("solo", None),
+        ("ramp", Some("l")),
+        ("neighbour", Some("l")),
+    ] {
+        let body = json!({"name": name, "layerID": layer, "allocation": 20, "groups": groups()});
+        let created = front.post("/console/v1/experiments", ADMIN, body).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+        let path = format!("/console/v1/experiments/{name}/start");
+        let started = front.call(Method::PUT, &path, ADMIN, &[], None).await;
+        assert_eq!(started.status, StatusCode::OK, "{:?}", started.body);
+    }
+    // ramp holds buckets 0..200 of the layer, neighbour 200..400.
+    let in_experiment = |groups: &[Option<String>]| groups.iter().flatten().count();
+    // Every unit in a group before is in the same group after, or (shrunk) in none.
+    let kept = |before: &[Option<String>], after: &[Option<String>]| {
+        before.iter().zip(after).all(|pair| match pair {
+            (Some(b), Some(a)) => a == b,
+            (Some(_), None) => true,
+            (None, _) => true,
+        })
+    };
+
+    let solo_before = assignments(&front, "solo").await;
+    let n = in_experiment(&solo_before);
+    assert!((80..=160).contains(&n), "20% of 600 in solo: {n}");
+    assert_eq!(
+        set_allocation(&front, "solo", 40).await.status,
+        StatusCode::OK
+    );
+    let solo_after = assignments(&front, "solo").await;
+    assert!(
+        kept(&solo_before, &solo_after),
+        "a unit of solo changed group"
+    );
+    let grown = in_experiment(&solo_after);
+    assert!(
+        solo_before
+            .iter()
+            .zip(&solo_after)
+            .all(|(b, a)| b.is_none() || a.is_some())
+            && (190..=290).contains(&grown),
+        "40% of 600 in solo, everyone of the 20% still in: {grown}"
+    );
+
+    let ramp_before = assignments(&front, "ramp").await;
+    let n = in_experiment(&ramp_before);
+    assert!((80..=160).contains(&n), "20% of 600 in ramp: {n}");
+    let blocked = set_allocation(&front, "ramp", 30).await;
+    assert_eq!(blocked.status, StatusCode::CONFLICT, "{:?}", blocked.body);
+    assert!(
+        blocked.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("layer l"),
+        "{:?}",
+        blocked.body
+    );
+    assert_eq!(
+        set_allocation(&front, "ramp", 10).await.status,
+        StatusCode::OK
+    );
+    let ramp_shrunk = assignments(&front, "ramp").await;
+    assert!(
+        kept(&ramp_before, &ramp_shrunk),
+        "a unit of ramp changed group"
+    );
+    let n = in_experiment(&ramp_shrunk);
+    assert!((30..=90).contains(&n), "10% of 600 in ramp: {n}");
+    // Once neighbour has finished, ramp grows over its buckets.
+    let finish = json!({"launchedGroupID": "Test"});
+    let path = "/console/v1/experiments/neighbour/finish";
+    let finished = front
+        .call(Method::PUT, path, ADMIN, &[], Some(finish))
+        .await;
+    assert_eq!(finished.status, StatusCode::OK, "{:?}", finished.body);
+    assert_eq!(
+        set_allocation(&front, "ramp", 40).await.status,
+        StatusCode::OK
+    );
+    let ramp_grown = assignments(&front, "ramp").await;
+    assert!(
+        kept(&ramp_before, &ramp_grown),
+        "a unit of ramp changed group"
+    );
+    assert!(
+        ramp_before
+            .iter()
+            .zip(&ramp_grown)
+            .all(|(b, a)| b.is_none() || a.is_some()),
+        "a unit of ramp's first 20% left it"
+    );
+    let layer_answer = front
+        .post(
+            "/v1/get_layer",
+            key,
+            json!({"user": {"userID": "u1"}, "layerName": "l"}),
+        )
+        .await;
+    assert_eq!(
+        layer_answer.body["allocatedExperimentName"]
+            .as_str()
+            .is_some(),
+        ramp_grown[1].is_some(),
+        "the layer delegates exactly ramp's units"
+    );
+    let moved = front
+        .call(
+            Method::PATCH,
+            "/console/v1/experiments/ramp",
+            ADMIN,
+            &[],
+            Some(json!({"layerID": null})),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::CONFLICT, "{:?}", moved.body);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Many writers incrementing one counter with If-Match and retry on 409: no update is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_lose_no_update() {

@@ -119,9 +119,12 @@ pub(super) async fn entity_route(
                     merged.extend(body);
                     body = merged;
                 }
-                specs::normalize(kind, id, &Value::Object(body), Some(&old))
-                    .map(Some)
-                    .map_err(ConsoleError::invalid)
+                let new = specs::normalize(kind, id, &Value::Object(body), Some(&old))
+                    .map_err(ConsoleError::invalid)?;
+                if kind == Kind::Experiment {
+                    return running_experiment_edit(control, id, &old, new).map(Some);
+                }
+                Ok(Some(new))
             })
             .await
         }
@@ -318,6 +321,41 @@ fn experiment_overrides(doc: &Value, body: &Map<String, Value>) -> Result<Value,
     Ok(json!({"userIDOverrides": list}))
 }
 
+/// An edit of a running experiment keeps its units where they are: it stays in its layer
+/// (another layer would bucket everyone anew), and a changed allocation grows or shrinks its
+/// range of the layer's buckets from the same start, so the units inside stay inside; a
+/// range that would run into another experiment's is refused (409).
+fn running_experiment_edit(
+    control: &Control,
+    id: &str,
+    old: &Value,
+    mut new: Value,
+) -> Result<Value, ConsoleError> {
+    if old["status"] != "active" {
+        return Ok(new);
+    }
+    let refuse = |why: String| ConsoleError::new(StatusCode::CONFLICT, why);
+    if new["layerID"] != old["layerID"] {
+        return Err(refuse(
+            "a running experiment stays in its layer: finish or abandon it, then create \
+             another"
+                .into(),
+        ));
+    }
+    let (Some(layer), Some([lo, _])) = (old["layerID"].as_str(), specs::layer_range(old)) else {
+        return Ok(new);
+    };
+    let hi = lo + specs::allocated_buckets(&new);
+    let taken = control.lock_state().layer_ranges(layer, Some(id));
+    if hi > 1000 || taken.iter().any(|&[a, b]| a < hi && lo < b) {
+        return Err(refuse(format!(
+            "layer {layer} has no free buckets {lo}..{hi} for this experiment to grow into"
+        )));
+    }
+    new["_layerBuckets"] = json!([lo, hi]);
+    Ok(new)
+}
+
 /// `start` (setup → active; a layered experiment takes a free share of its layer),
 /// `finish` (active → decision_made, body `{"launchedGroupID": group name}`), `abandon`.
 fn experiment_transition(
@@ -346,12 +384,8 @@ fn experiment_transition(
                         error: format!("no layer named {layer}"),
                     }]));
                 }
-                let taken: Vec<[u32; 2]> = state
-                    .live(Kind::Experiment)
-                    .filter(|(_, _, d)| d["layerID"] == layer && d["status"] == "active")
-                    .filter_map(|(_, _, d)| specs::layer_range(d))
-                    .collect();
-                let size = (doc["allocation"].as_f64().unwrap_or(100.0) * 10.0).round() as u32;
+                let taken = state.layer_ranges(layer, None);
+                let size = specs::allocated_buckets(&doc);
                 let range = specs::free_range(&taken, size).ok_or_else(|| {
                     refuse(format!(
                         "layer {layer} has no free {}% left",

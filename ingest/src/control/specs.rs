@@ -624,8 +624,8 @@ fn bucket_rule(id: &str, salt: &str, id_type: &str, lo: u32, hi: u32, value: Val
            "returnValue": value, "conditions": [bucket("gte", lo), bucket("lt", hi)]})
 }
 
-/// An experiment as a spec: targeting gate, then (in a layer) the layer's bucket range,
-/// then one bucket range per group out of the allocated share.
+/// An experiment as a spec: targeting gate, then the units outside its allocation (in a
+/// layer: outside its bucket range of the layer), then one bucket range per group.
 fn experiment_spec(doc: &Value, layer: Option<&Value>) -> Value {
     let name = doc["name"].as_str().unwrap_or_default();
     let id_type = doc["idType"].as_str().unwrap_or("userID");
@@ -663,32 +663,38 @@ fn experiment_spec(doc: &Value, layer: Option<&Value>) -> Value {
                     "conditions": [{"type": "fail_gate", "targetValue": gate, "idType": id_type,
                                     "additionalValues": {}}]}));
             }
-            let mut allocation = doc["allocation"].as_f64().unwrap_or(100.0);
-            if let (Some(layer), Some([lo, hi])) = (layer, layer_range(doc)) {
-                let layer_salt = layer["_salt"].as_str().unwrap_or_default();
+            // Who is in the experiment is decided on one salt (the layer's range, or the
+            // experiment's own allocation salt), which group on another (the experiment's,
+            // all 1000 buckets): so a changed allocation lets units in or out and moves none
+            // between groups, as Statsig's allocation does.
+            let outside = match (layer, layer_range(doc)) {
+                (Some(layer), Some([lo, hi])) => {
+                    let layer_salt = layer["_salt"].as_str().unwrap_or_default();
+                    vec![
+                        (layer_salt.to_owned(), 0, lo),
+                        (layer_salt.to_owned(), hi, 1000),
+                    ]
+                }
+                _ => {
+                    let allocated = allocated_buckets(doc);
+                    vec![(format!("{salt}.allocation"), allocated, 1000)]
+                }
+            };
+            for (bucket_salt, lo, hi) in outside.into_iter().filter(|(_, lo, hi)| lo < hi) {
                 rules.push(bucket_rule(
                     "layerAssignment",
-                    layer_salt,
+                    &bucket_salt,
                     id_type,
-                    0,
                     lo,
-                    default.clone(),
-                ));
-                rules.push(bucket_rule(
-                    "layerAssignment",
-                    layer_salt,
-                    id_type,
                     hi,
-                    1000,
                     default.clone(),
                 ));
-                allocation = 100.0; // the layer range is the allocation
             }
             let mut low = 0u32;
             let mut cumulative = 0.0;
             for g in &groups {
                 cumulative += g["size"].as_f64().unwrap_or(0.0);
-                let high = (cumulative * allocation / 10.0).round() as u32;
+                let high = (cumulative * 10.0).round() as u32;
                 let mut rule = bucket_rule(
                     g["id"].as_str().unwrap_or_default(),
                     salt,
@@ -728,6 +734,11 @@ fn experiment_spec(doc: &Value, layer: Option<&Value>) -> Value {
         spec["explicitParameters"] = json!(params);
     }
     spec
+}
+
+/// How many of 1000 buckets an experiment's `allocation` (a percentage) takes.
+pub fn allocated_buckets(doc: &Value) -> u32 {
+    (doc["allocation"].as_f64().unwrap_or(100.0) * 10.0).round() as u32
 }
 
 /// The `[lo, hi)` share of its layer's 1000 buckets an active layered experiment holds.

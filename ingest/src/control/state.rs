@@ -130,6 +130,51 @@ impl State {
     /// What applying `change` would do, without doing it (the file log checks first, so
     /// that only accepted changes reach it).
     pub fn decide(&self, change: &Change) -> Outcome {
+        let outcome = self.decide_by_version(change);
+        // Two writers may each find the same free buckets of a layer for their experiment:
+        // the first in the log gets them, the other is refused as if it were stale.
+        if let (Outcome::Accepted { .. }, false) = (outcome, change.restate) {
+            if self.takes_held_layer_buckets(change) {
+                let current = self.get(change.kind, &change.name).map_or(0, |e| e.version);
+                return Outcome::Conflict { current };
+            }
+        }
+        outcome
+    }
+
+    /// Whether `change` makes its experiment hold buckets of its layer that another running
+    /// experiment there holds.
+    fn takes_held_layer_buckets(&self, change: &Change) -> bool {
+        let Some(doc) = change
+            .doc
+            .as_ref()
+            .filter(|_| change.kind == Kind::Experiment)
+        else {
+            return false;
+        };
+        let (Some(layer), Some([lo, hi]), true) = (
+            doc["layerID"].as_str(),
+            super::specs::layer_range(doc),
+            doc["status"] == "active",
+        ) else {
+            return false;
+        };
+        self.layer_ranges(layer, Some(&change.name))
+            .iter()
+            .any(|&[a, b]| a < hi && lo < b)
+    }
+
+    /// The bucket ranges of `layer` its running experiments (but `except`) hold.
+    pub fn layer_ranges(&self, layer: &str, except: Option<&str>) -> Vec<[u32; 2]> {
+        self.live(Kind::Experiment)
+            .filter(|(name, _, d)| {
+                d["layerID"] == layer && d["status"] == "active" && Some(*name) != except
+            })
+            .filter_map(|(_, _, d)| super::specs::layer_range(d))
+            .collect()
+    }
+
+    fn decide_by_version(&self, change: &Change) -> Outcome {
         let new_version = change.base + 1;
         match self.entries.get(&(change.kind, change.name.clone())) {
             Some(e) if e.last_write_id == change.write_id => Outcome::Duplicate,
@@ -264,6 +309,45 @@ mod tests {
         assert_eq!(s.apply(&change("b", 1, json!(2))), Outcome::Duplicate);
         assert_eq!(s.get(Kind::Gate, "g").unwrap().doc, Some(json!(2)));
         assert_eq!(s.audit().count(), 2);
+    }
+
+    #[test]
+    fn a_layers_buckets_go_to_the_first_experiment_in_the_log() {
+        let running = |name: &str, range: [u32; 2]| Change {
+            kind: Kind::Experiment,
+            name: name.into(),
+            ..change(
+                &format!("{name}{range:?}"),
+                0,
+                json!({"layerID": "l", "status": "active", "_layerBuckets": range}),
+            )
+        };
+        let mut s = State::default();
+        assert_eq!(
+            s.apply(&running("a", [0, 300])),
+            Outcome::Accepted { version: 1 }
+        );
+        // Started concurrently with "a" on the same free range.
+        assert_eq!(
+            s.apply(&running("b", [0, 200])),
+            Outcome::Conflict { current: 0 }
+        );
+        assert_eq!(
+            s.apply(&running("b", [300, 500])),
+            Outcome::Accepted { version: 1 }
+        );
+        assert_eq!(s.layer_ranges("l", Some("a")), vec![[300, 500]]);
+        // Growing "a" into "b"'s range is refused; in another layer it is not.
+        let grown = Change {
+            base: 1,
+            ..running("a", [0, 400])
+        };
+        assert_eq!(s.apply(&grown), Outcome::Conflict { current: 1 });
+        let mut elsewhere = grown.clone();
+        elsewhere.write_id = "elsewhere".into();
+        elsewhere.doc =
+            Some(json!({"layerID": "m", "status": "active", "_layerBuckets": [0, 400]}));
+        assert_eq!(s.apply(&elsewhere), Outcome::Accepted { version: 2 });
     }
 
     /// After compaction a fresh replica may see only the rejected record, then the
