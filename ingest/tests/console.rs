@@ -923,7 +923,8 @@ async fn set_allocation(front: &Front, experiment: &str, allocation: u32) -> Ans
 
 /// A running experiment's allocation changed over the console lets units in or out and moves
 /// none between groups: alone (its own allocation salt) and in a layer (its range grows or
-/// shrinks in place; into a neighbour's range is a 409, as is leaving the layer).
+/// shrinks in place; into a neighbour's range is a 409, as is leaving the layer, or changing
+/// the group sizes or the unit type of a running experiment).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allocation_changes_move_no_unit_between_groups() {
     let dir = temp_dir("console-allocation");
@@ -1054,6 +1055,26 @@ async fn allocation_changes_move_no_unit_between_groups() {
         )
         .await;
     assert_eq!(moved.status, StatusCode::CONFLICT, "{:?}", moved.body);
+    // Nor may the split or the unit change under a running experiment; values may.
+    for (change, expected) in [
+        (
+            json!({"groups": [{"name": "Control", "size": 60}, {"name": "Test", "size": 40}]}),
+            StatusCode::CONFLICT,
+        ),
+        (json!({"idType": "stableID"}), StatusCode::CONFLICT),
+        (
+            json!({"groups": [{"name": "Control", "size": 50, "parameterValues": {"color": "blue"}},
+                           {"name": "Test", "size": 50, "parameterValues": {"color": "green"}}]}),
+            StatusCode::OK,
+        ),
+    ] {
+        let path = "/console/v1/experiments/solo";
+        let answer = front
+            .call(Method::PATCH, path, ADMIN, &[], Some(change.clone()))
+            .await;
+        assert_eq!(answer.status, expected, "{change}: {:?}", answer.body);
+    }
+    assert_eq!(assignments(&front, "solo").await, solo_after);
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -321,10 +321,10 @@ fn experiment_overrides(doc: &Value, body: &Map<String, Value>) -> Result<Value,
     Ok(json!({"userIDOverrides": list}))
 }
 
-/// An edit of a running experiment keeps its units where they are: it stays in its layer
-/// (another layer would bucket everyone anew), and a changed allocation grows or shrinks its
-/// range of the layer's buckets from the same start, so the units inside stay inside; a
-/// range that would run into another experiment's is refused (409).
+/// An edit of a running experiment keeps its units where they are: its layer, unit type and
+/// group sizes are fixed (any of them would bucket units anew: 409), and a changed allocation
+/// grows or shrinks its range of the layer's buckets from the same start, so the units
+/// inside stay inside; a range that would run into another experiment's is refused (409).
 fn running_experiment_edit(
     control: &Control,
     id: &str,
@@ -334,13 +334,25 @@ fn running_experiment_edit(
     if old["status"] != "active" {
         return Ok(new);
     }
+    let sizes = |doc: &Value| -> Vec<f64> {
+        let groups = doc["groups"].as_array().into_iter().flatten();
+        groups.map(|g| g["size"].as_f64().unwrap_or(0.0)).collect()
+    };
+    let moved = if new["layerID"] != old["layerID"] {
+        Some("layerID")
+    } else if new["idType"] != old["idType"] {
+        Some("idType")
+    } else if sizes(&new) != sizes(old) {
+        Some("groups[].size")
+    } else {
+        None
+    };
     let refuse = |why: String| ConsoleError::new(StatusCode::CONFLICT, why);
-    if new["layerID"] != old["layerID"] {
-        return Err(refuse(
-            "a running experiment stays in its layer: finish or abandon it, then create \
-             another"
-                .into(),
-        ));
+    if let Some(field) = moved {
+        return Err(refuse(format!(
+            "{field} of a running experiment is fixed: changing it would move units between \
+             groups (change allocation instead, or finish it and start another)"
+        )));
     }
     let (Some(layer), Some([lo, _])) = (old["layerID"].as_str(), specs::layer_range(old)) else {
         return Ok(new);
