@@ -1078,6 +1078,75 @@ async fn allocation_changes_move_no_unit_between_groups() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Deleting a gate, segment or layer that other entities name is refused (409, naming them):
+/// it would silently change what they answer. Once the references are gone it deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_what_others_use_is_refused() {
+    let dir = temp_dir("console-references");
+    let front = Front::start(&as_strs(&state_dir_args(&dir))).await;
+    let uses = |kind: &str, target: &str| json!([{"name": "r", "conditions": [{"type": kind, "targetValue": target}]}]);
+    for (path, body) in [
+        ("gates", employee_gate("staff")),
+        (
+            "segments",
+            json!({"name": "beta", "type": "id_list", "ids": ["u1"]}),
+        ),
+        (
+            "gates",
+            json!({"name": "vip", "rules": uses("passes_gate", "staff")}),
+        ),
+        (
+            "dynamic_configs",
+            json!({"name": "limits", "defaultValue": {}, "rules": uses("fails_segment", "beta")}),
+        ),
+        ("layers", json!({"name": "l", "parameters": []})),
+        (
+            "experiments",
+            json!({"name": "e", "layerID": "l", "targetingGateID": "staff",
+                               "groups": [{"name": "A", "size": 100}]}),
+        ),
+    ] {
+        let created = front
+            .post(&format!("/console/v1/{path}"), ADMIN, body)
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    }
+    let delete = |path: &'static str| front.call(Method::DELETE, path, ADMIN, &[], None);
+    for (path, named) in [
+        (
+            "/console/v1/gates/staff",
+            "gate vip (rules[0].conditions[0]), experiment e (targetingGateID)",
+        ),
+        (
+            "/console/v1/segments/beta",
+            "dynamic_config limits (rules[0].conditions[0])",
+        ),
+        ("/console/v1/layers/l", "experiment e (layerID)"),
+    ] {
+        let refused = delete(path).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::CONFLICT,
+            "{path}: {:?}",
+            refused.body
+        );
+        let message = refused.body["message"].as_str().unwrap();
+        assert!(message.contains(named), "{path}: {message}");
+    }
+    for path in [
+        "/console/v1/experiments/e",
+        "/console/v1/gates/vip",
+        "/console/v1/dynamic_configs/limits",
+        "/console/v1/gates/staff",
+        "/console/v1/segments/beta",
+        "/console/v1/layers/l",
+    ] {
+        let deleted = delete(path).await;
+        assert_eq!(deleted.status, StatusCode::OK, "{path}: {:?}", deleted.body);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Many writers incrementing one counter with If-Match and retry on 409: no update is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_lose_no_update() {

@@ -134,7 +134,19 @@ pub(super) async fn entity_route(
                 StatusCode::OK,
                 format!("{label} deleted successfully."),
             );
-            modify(control, req, &write()?, kind, id, done, |_| Ok(None)).await
+            let actor = write()?;
+            let used_by = specs::references(&control.lock_state(), kind, id);
+            if !used_by.is_empty() {
+                return Err(ConsoleError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "{} {id} is used by {}: remove those references first",
+                        kind.as_str(),
+                        used_by.join(", ")
+                    ),
+                ));
+            }
+            modify(control, req, &actor, kind, id, done, |_| Ok(None)).await
         }
         (Method::GET, [id, "versions"]) => {
             read()?;

@@ -854,6 +854,50 @@ pub fn overlay(state: &State) -> Overlay {
     overlay
 }
 
+/// Where live entities of `state` name the `kind` entity `name` (a gate in a `passes_gate`
+/// condition or as an experiment's targeting gate, a segment in a `passes_segment`
+/// condition, a layer as an experiment's `layerID`), each as `experiment button
+/// (targetingGateID)`. Deleting a named entity would silently change what they answer.
+pub fn references(state: &State, kind: Kind, name: &str) -> Vec<String> {
+    let (condition_types, experiment_field): (&[&str], _) = match kind {
+        Kind::Gate => (&["passes_gate", "fails_gate"], Some("targetingGateID")),
+        Kind::Segment => (&["passes_segment", "fails_segment"], None),
+        Kind::Layer => (&[], Some("layerID")),
+        _ => return Vec::new(),
+    };
+    let names = |target: &Value| match target {
+        Value::Array(list) => list.iter().any(|t| t == name),
+        single => single == name,
+    };
+    let mut found = Vec::new();
+    for referrer in [
+        Kind::Gate,
+        Kind::DynamicConfig,
+        Kind::Segment,
+        Kind::Experiment,
+    ] {
+        for (referrer_name, _, doc) in state.live(referrer) {
+            let rules = doc["rules"].as_array().into_iter().flatten();
+            for (i, rule) in rules.enumerate() {
+                let conditions = rule["conditions"].as_array().into_iter().flatten();
+                for (j, c) in conditions.enumerate() {
+                    let typed = condition_types.iter().any(|t| c["type"] == *t);
+                    if typed && names(&c["targetValue"]) {
+                        let at = format!("rules[{i}].conditions[{j}]");
+                        found.push(format!("{} {referrer_name} ({at})", referrer.as_str()));
+                    }
+                }
+            }
+            if let (Kind::Experiment, Some(field)) = (referrer, experiment_field) {
+                if doc[field] == name {
+                    found.push(format!("experiment {referrer_name} ({field})"));
+                }
+            }
+        }
+    }
+    found
+}
+
 /// A stored document as the API shows it: internal `_` fields removed.
 pub fn public_view(doc: &Value) -> Value {
     match doc {
