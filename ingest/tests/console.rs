@@ -1078,13 +1078,60 @@ async fn allocation_changes_move_no_unit_between_groups() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Deleting a gate, segment or layer that other entities name is refused (409, naming them):
-/// it would silently change what they answer. Once the references are gone it deletes.
+/// A write naming a gate, segment or layer that does not exist is a 400 naming the field;
+/// deleting one that other entities name is a 409 naming them: either would silently change
+/// what they answer. Once the references are gone it deletes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_what_others_use_is_refused() {
+async fn names_must_exist_and_named_entities_stay() {
     let dir = temp_dir("console-references");
-    let front = Front::start(&as_strs(&state_dir_args(&dir))).await;
+    let specs = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../evaluator/tests/data/conformance_v2.json"
+    );
+    let mut args = state_dir_args(&dir);
+    args.extend(["--specs".to_owned(), specs.to_owned()]);
+    let front = Front::start(&as_strs(&args)).await;
     let uses = |kind: &str, target: &str| json!([{"name": "r", "conditions": [{"type": kind, "targetValue": target}]}]);
+    // A name no spec has is a 400 naming the field; a gate of the specs file may be named.
+    let one_group = || json!([{"name": "A", "size": 100}]);
+    let field = "rules[0].conditions[0].targetValue";
+    for (path, body, property) in [
+        (
+            "gates",
+            json!({"name": "x", "rules": uses("passes_gate", "stafff")}),
+            field,
+        ),
+        (
+            "gates",
+            json!({"name": "x", "rules": uses("fails_segment", "nope")}),
+            field,
+        ),
+        (
+            "experiments",
+            json!({"name": "x", "targetingGateID": "nope", "groups": one_group()}),
+            "targetingGateID",
+        ),
+        (
+            "experiments",
+            json!({"name": "x", "layerID": "nope", "groups": one_group()}),
+            "layerID",
+        ),
+    ] {
+        let refused = front
+            .post(&format!("/console/v1/{path}"), ADMIN, body)
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{:?}",
+            refused.body
+        );
+        let named = &refused.body["errors"][0]["property"];
+        assert_eq!(named, property, "{:?}", refused.body);
+    }
+    let from_file = json!({"name": "on_file_gate", "rules": uses("passes_gate", "gate_0")});
+    let created = front.post("/console/v1/gates", ADMIN, from_file).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     for (path, body) in [
         ("gates", employee_gate("staff")),
         (
@@ -1115,11 +1162,11 @@ async fn deleting_what_others_use_is_refused() {
     for (path, named) in [
         (
             "/console/v1/gates/staff",
-            "gate vip (rules[0].conditions[0]), experiment e (targetingGateID)",
+            "gate vip (rules[0].conditions[0].targetValue), experiment e (targetingGateID)",
         ),
         (
             "/console/v1/segments/beta",
-            "dynamic_config limits (rules[0].conditions[0])",
+            "dynamic_config limits (rules[0].conditions[0].targetValue)",
         ),
         ("/console/v1/layers/l", "experiment e (layerID)"),
     ] {

@@ -528,8 +528,8 @@ async fn write_entity(
     Ok(with_etag(data(done.status, &done.message, view), version))
 }
 
-/// A write is refused (400) when the evaluator would not compile it or would skip a spec
-/// because of it.
+/// A write is refused (400) when the evaluator would not compile it, would skip a spec
+/// because of it, or when it names a gate, segment or layer that does not exist.
 fn check_compiles(control: &Control, change: &control::state::Change) -> Result<(), ConsoleError> {
     let mut candidate: State = control.lock_state().clone();
     if let control::state::Outcome::Conflict { current } = candidate.apply(change) {
@@ -554,6 +554,26 @@ fn check_compiles(control: &Control, change: &control::state::Change) -> Result<
             StatusCode::BAD_REQUEST,
             format!("refused: {warning}"),
         ));
+    }
+    // A name no spec has would evaluate as unrecognized (a gate false, a targeting gate
+    // failing everyone): a typo, named here instead of found in the experiment's results.
+    let gates: Vec<&str> = compiled.ruleset.names(evaluator::SpecKind::Gate).collect();
+    let missing: Vec<FieldError> = change
+        .doc
+        .iter()
+        .flat_map(specs::named_by)
+        .filter(|(_, kind, name)| match kind {
+            Kind::Gate => !gates.contains(&name.as_str()),
+            Kind::Segment => !gates.contains(&format!("segment:{name}").as_str()),
+            _ => candidate.get(*kind, name).is_none_or(|e| e.doc.is_none()),
+        })
+        .map(|(property, kind, name)| FieldError {
+            property,
+            error: format!("no {} named {name}", kind.as_str()),
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(ConsoleError::invalid(missing));
     }
     Ok(())
 }

@@ -854,21 +854,42 @@ pub fn overlay(state: &State) -> Overlay {
     overlay
 }
 
-/// Where live entities of `state` name the `kind` entity `name` (a gate in a `passes_gate`
-/// condition or as an experiment's targeting gate, a segment in a `passes_segment`
-/// condition, a layer as an experiment's `layerID`), each as `experiment button
-/// (targetingGateID)`. Deleting a named entity would silently change what they answer.
+/// What one console document names, each as (where, kind, name): gates in `passes_gate` /
+/// `fails_gate` conditions and as `targetingGateID`, segments in `passes_segment` /
+/// `fails_segment` conditions, a layer as `layerID`.
+pub fn named_by(doc: &Value) -> Vec<(String, Kind, String)> {
+    let mut named = Vec::new();
+    let rules = doc["rules"].as_array().into_iter().flatten();
+    for (i, rule) in rules.enumerate() {
+        let conditions = rule["conditions"].as_array().into_iter().flatten();
+        for (j, c) in conditions.enumerate() {
+            let kind = match c["type"].as_str() {
+                Some("passes_gate" | "fails_gate") => Kind::Gate,
+                Some("passes_segment" | "fails_segment") => Kind::Segment,
+                _ => continue,
+            };
+            let target = match &c["targetValue"] {
+                Value::Array(list) => list.first(),
+                single => Some(single),
+            };
+            if let Some(target) = target.and_then(Value::as_str) {
+                let at = format!("rules[{i}].conditions[{j}].targetValue");
+                named.push((at, kind, target.to_owned()));
+            }
+        }
+    }
+    for (field, kind) in [("targetingGateID", Kind::Gate), ("layerID", Kind::Layer)] {
+        if let Some(target) = doc[field].as_str() {
+            named.push((field.to_owned(), kind, target.to_owned()));
+        }
+    }
+    named
+}
+
+/// Where live entities of `state` name the `kind` entity `name`, each as `experiment
+/// button (targetingGateID)`. Deleting a named entity would silently change what they
+/// answer.
 pub fn references(state: &State, kind: Kind, name: &str) -> Vec<String> {
-    let (condition_types, experiment_field): (&[&str], _) = match kind {
-        Kind::Gate => (&["passes_gate", "fails_gate"], Some("targetingGateID")),
-        Kind::Segment => (&["passes_segment", "fails_segment"], None),
-        Kind::Layer => (&[], Some("layerID")),
-        _ => return Vec::new(),
-    };
-    let names = |target: &Value| match target {
-        Value::Array(list) => list.iter().any(|t| t == name),
-        single => single == name,
-    };
     let mut found = Vec::new();
     for referrer in [
         Kind::Gate,
@@ -877,21 +898,11 @@ pub fn references(state: &State, kind: Kind, name: &str) -> Vec<String> {
         Kind::Experiment,
     ] {
         for (referrer_name, _, doc) in state.live(referrer) {
-            let rules = doc["rules"].as_array().into_iter().flatten();
-            for (i, rule) in rules.enumerate() {
-                let conditions = rule["conditions"].as_array().into_iter().flatten();
-                for (j, c) in conditions.enumerate() {
-                    let typed = condition_types.iter().any(|t| c["type"] == *t);
-                    if typed && names(&c["targetValue"]) {
-                        let at = format!("rules[{i}].conditions[{j}]");
-                        found.push(format!("{} {referrer_name} ({at})", referrer.as_str()));
-                    }
-                }
-            }
-            if let (Kind::Experiment, Some(field)) = (referrer, experiment_field) {
-                if doc[field] == name {
-                    found.push(format!("experiment {referrer_name} ({field})"));
-                }
+            for (at, _, _) in named_by(doc)
+                .into_iter()
+                .filter(|(_, k, n)| *k == kind && n == name)
+            {
+                found.push(format!("{} {referrer_name} ({at})", referrer.as_str()));
             }
         }
     }
