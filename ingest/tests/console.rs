@@ -827,6 +827,23 @@ async fn rules_crud_validation_versions_and_restart() {
         get_config(json!({"userID": "user-1"}), "button").await.body["value"],
         json!({"color": "green"})
     );
+    // Shipped into the layer: its parameters' defaults are the launched group's values.
+    for i in 0..20 {
+        let user = json!({"userID": format!("user-{i}")});
+        let body = json!({"user": user, "layerName": "checkout"});
+        let layer = front.post("/v1/get_layer", key, body).await.body;
+        assert_eq!(layer["value"], json!({"color": "green"}), "{layer}");
+    }
+    let layer_doc = front.get("/console/v1/layers/checkout", ADMIN).await.body;
+    assert_eq!(layer_doc["data"]["parameters"][0]["defaultValue"], "green");
+    let layer_versions = front
+        .get("/console/v1/layers/checkout/versions", ADMIN)
+        .await;
+    assert!(
+        layer_versions.body.to_string().contains("\"ship\""),
+        "{:?}",
+        layer_versions.body
+    );
 
     // Versions and the audit log.
     let versions = front
@@ -1158,6 +1175,27 @@ async fn names_must_exist_and_named_entities_stay() {
             .await;
         assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     }
+    // A targeted experiment's shipped group goes to the units that pass its gate only.
+    let targeted = json!({"name": "t", "targetingGateID": "staff",
+                          "groups": [{"name": "A", "size": 100, "parameterValues": {"v": 1}}]});
+    let created = front.post("/console/v1/experiments", ADMIN, targeted).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    for (action, body) in [
+        ("start", None),
+        ("finish", Some(json!({"launchedGroupID": "A"}))),
+    ] {
+        let path = format!("/console/v1/experiments/t/{action}");
+        let done = front.call(Method::PUT, &path, ADMIN, &[], body).await;
+        assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
+    }
+    for (user, value) in [
+        (staff(), json!({"v": 1})),
+        (json!({"userID": "u2"}), json!({})),
+    ] {
+        let body = json!({"user": user, "configName": "t"});
+        let answer = front.post("/v1/get_config", "secret-seeded", body).await;
+        assert_eq!(answer.body["value"], value, "{user}: {:?}", answer.body);
+    }
     let delete = |path: &'static str| front.call(Method::DELETE, path, ADMIN, &[], None);
     for (path, named) in [
         (
@@ -1181,6 +1219,7 @@ async fn names_must_exist_and_named_entities_stay() {
         assert!(message.contains(named), "{path}: {message}");
     }
     for path in [
+        "/console/v1/experiments/t",
         "/console/v1/experiments/e",
         "/console/v1/gates/vip",
         "/console/v1/dynamic_configs/limits",

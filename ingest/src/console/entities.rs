@@ -177,7 +177,11 @@ pub(super) async fn entity_route(
                 StatusCode::OK,
                 "Experiment updated successfully.".into(),
             );
-            modify(control, req, &write()?, kind, id, done, |doc| {
+            let actor = write()?;
+            if *action == "finish" {
+                ship_to_layer(control, req, id, &actor.id).await?;
+            }
+            modify(control, req, &actor, kind, id, done, |doc| {
                 experiment_transition(control, doc, action, req).map(Some)
             })
             .await
@@ -378,6 +382,51 @@ fn running_experiment_edit(
     }
     new["_layerBuckets"] = json!([lo, hi]);
     Ok(new)
+}
+
+/// Finishing a layered experiment without a targeting gate ships its launched group as
+/// Statsig does: the layer's parameters take the group's values as their defaults (a
+/// `ship` change of the layer, in its versions and the audit log), so `get_layer` serves
+/// them to everyone from then on. A targeted experiment ships to the units that pass its
+/// gate, through the experiment alone. Does nothing when `finish` will be refused.
+async fn ship_to_layer(
+    control: &std::sync::Arc<Control>,
+    req: &Decoded,
+    id: &str,
+    actor: &str,
+) -> Result<(), ConsoleError> {
+    let (experiment, _) = read_entity(control, Kind::Experiment, id)?;
+    let Some(layer) = experiment["layerID"].as_str() else {
+        return Ok(());
+    };
+    if experiment["status"] != "active" || !experiment["targetingGateID"].is_null() {
+        return Ok(());
+    }
+    let launched = body_object(req)?
+        .get("launchedGroupID")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut groups = experiment["groups"].as_array().into_iter().flatten();
+    let Some(group) = groups.find(|g| g["name"].as_str() == launched.as_deref()) else {
+        return Ok(());
+    };
+    let (mut layer_doc, version) = read_entity(control, Kind::Layer, layer)?;
+    let mut shipped = false;
+    for p in layer_doc["parameters"].as_array_mut().into_iter().flatten() {
+        if let Some(value) = p["name"]
+            .as_str()
+            .and_then(|n| group["parameterValues"].get(n))
+        {
+            shipped |= p["defaultValue"] != *value;
+            p["defaultValue"] = value.clone();
+        }
+    }
+    if shipped {
+        let change = control::change(Kind::Layer, layer, version, Some(layer_doc), actor, "ship");
+        check_compiles(control, &change)?;
+        commit(control, change).await?;
+    }
+    Ok(())
 }
 
 /// `start` (setup → active; a layered experiment takes a free share of its layer),

@@ -654,15 +654,17 @@ fn experiment_spec(doc: &Value, layer: Option<&Value>) -> Value {
             }
         }
     }
+    // Units failing the targeting gate get the default, while the experiment runs and after
+    // the decision (a shipped group goes to the units that pass, as in Statsig).
+    if let (Some(gate), "active" | "decision_made") = (doc["targetingGateID"].as_str(), status) {
+        rules.push(json!({"id": "targetingGate", "name": "targetingGate",
+            "salt": "targetingGate", "idType": id_type, "passPercentage": 100,
+            "returnValue": default,
+            "conditions": [{"type": "fail_gate", "targetValue": gate, "idType": id_type,
+                            "additionalValues": {}}]}));
+    }
     match status {
         "active" => {
-            if let Some(gate) = doc["targetingGateID"].as_str() {
-                rules.push(json!({"id": "targetingGate", "name": "targetingGate",
-                    "salt": "targetingGate", "idType": id_type, "passPercentage": 100,
-                    "returnValue": default,
-                    "conditions": [{"type": "fail_gate", "targetValue": gate, "idType": id_type,
-                                    "additionalValues": {}}]}));
-            }
             // Who is in the experiment is decided on one salt (the layer's range, or the
             // experiment's own allocation salt), which group on another (the experiment's,
             // all 1000 buckets): so a changed allocation lets units in or out and moves none
