@@ -388,7 +388,9 @@ fn running_experiment_edit(
 /// Statsig does: the layer's parameters take the group's values as their defaults (a
 /// `ship` change of the layer, in its versions and the audit log), so `get_layer` serves
 /// them to everyone from then on. A targeted experiment ships to the units that pass its
-/// gate, through the experiment alone. Does nothing when `finish` will be refused.
+/// gate, through the experiment alone. Does nothing when `finish` will be refused. The layer
+/// is written first: should the experiment's change then fail, a retried `finish` completes
+/// the decision (the layer already holds the group's values).
 async fn ship_to_layer(
     control: &std::sync::Arc<Control>,
     req: &Decoded,
