@@ -930,12 +930,31 @@ async fn assignments(front: &Front, experiment: &str) -> Vec<Option<String>> {
     groups
 }
 
-async fn set_allocation(front: &Front, experiment: &str, allocation: u32) -> Answer {
+/// Sets a running experiment's allocation and reads the groups again: every unit that was in
+/// a group is in the same one, or (allocation lowered) in none.
+async fn reallocate(
+    front: &Front,
+    experiment: &str,
+    allocation: u32,
+    before: &[Option<String>],
+) -> Vec<Option<String>> {
     let path = format!("/console/v1/experiments/{experiment}");
     let body = json!({"allocation": allocation});
-    front
+    let answer = front
         .call(Method::PATCH, &path, ADMIN, &[], Some(body))
-        .await
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    let after = assignments(front, experiment).await;
+    let moved = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b.is_some() && a.is_some() && a != b)
+        .count();
+    assert_eq!(
+        moved, 0,
+        "units of {experiment} that changed group at {allocation}%"
+    );
+    after
 }
 
 /// A running experiment's allocation changed over the console lets units in or out and moves
@@ -971,26 +990,10 @@ async fn allocation_changes_move_no_unit_between_groups() {
     // ramp holds buckets 0..200 of the layer, neighbour 200..400.
     let in_experiment = |groups: &[Option<String>]| groups.iter().flatten().count();
     // Every unit in a group before is in the same group after, or (shrunk) in none.
-    let kept = |before: &[Option<String>], after: &[Option<String>]| {
-        before.iter().zip(after).all(|pair| match pair {
-            (Some(b), Some(a)) => a == b,
-            (Some(_), None) => true,
-            (None, _) => true,
-        })
-    };
-
     let solo_before = assignments(&front, "solo").await;
     let n = in_experiment(&solo_before);
     assert!((80..=160).contains(&n), "20% of 600 in solo: {n}");
-    assert_eq!(
-        set_allocation(&front, "solo", 40).await.status,
-        StatusCode::OK
-    );
-    let solo_after = assignments(&front, "solo").await;
-    assert!(
-        kept(&solo_before, &solo_after),
-        "a unit of solo changed group"
-    );
+    let solo_after = reallocate(&front, "solo", 40, &solo_before).await;
     let grown = in_experiment(&solo_after);
     assert!(
         solo_before
@@ -1004,7 +1007,9 @@ async fn allocation_changes_move_no_unit_between_groups() {
     let ramp_before = assignments(&front, "ramp").await;
     let n = in_experiment(&ramp_before);
     assert!((80..=160).contains(&n), "20% of 600 in ramp: {n}");
-    let blocked = set_allocation(&front, "ramp", 30).await;
+    let path = "/console/v1/experiments/ramp";
+    let body = Some(json!({"allocation": 30}));
+    let blocked = front.call(Method::PATCH, path, ADMIN, &[], body).await;
     assert_eq!(blocked.status, StatusCode::CONFLICT, "{:?}", blocked.body);
     assert!(
         blocked.body["message"]
@@ -1014,15 +1019,7 @@ async fn allocation_changes_move_no_unit_between_groups() {
         "{:?}",
         blocked.body
     );
-    assert_eq!(
-        set_allocation(&front, "ramp", 10).await.status,
-        StatusCode::OK
-    );
-    let ramp_shrunk = assignments(&front, "ramp").await;
-    assert!(
-        kept(&ramp_before, &ramp_shrunk),
-        "a unit of ramp changed group"
-    );
+    let ramp_shrunk = reallocate(&front, "ramp", 10, &ramp_before).await;
     let n = in_experiment(&ramp_shrunk);
     assert!((30..=90).contains(&n), "10% of 600 in ramp: {n}");
     // Once neighbour has finished, ramp grows over its buckets.
@@ -1032,15 +1029,7 @@ async fn allocation_changes_move_no_unit_between_groups() {
         .call(Method::PUT, path, ADMIN, &[], Some(finish))
         .await;
     assert_eq!(finished.status, StatusCode::OK, "{:?}", finished.body);
-    assert_eq!(
-        set_allocation(&front, "ramp", 40).await.status,
-        StatusCode::OK
-    );
-    let ramp_grown = assignments(&front, "ramp").await;
-    assert!(
-        kept(&ramp_before, &ramp_grown),
-        "a unit of ramp changed group"
-    );
+    let ramp_grown = reallocate(&front, "ramp", 40, &ramp_before).await;
     assert!(
         ramp_before
             .iter()
