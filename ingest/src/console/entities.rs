@@ -374,8 +374,10 @@ fn running_experiment_edit(
         return Ok(new);
     };
     let hi = lo + specs::allocated_buckets(&new);
-    let taken = control.lock_state().layer_ranges(layer, Some(id));
-    if hi > 1000 || taken.iter().any(|&[a, b]| a < hi && lo < b) {
+    let free = control
+        .lock_state()
+        .layer_buckets_free(layer, [lo, hi], Some(id));
+    if hi > 1000 || !free {
         return Err(refuse(format!(
             "layer {layer} has no free buckets {lo}..{hi} for this experiment to grow into"
         )));

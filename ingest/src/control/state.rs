@@ -152,16 +152,27 @@ impl State {
         else {
             return false;
         };
-        let (Some(layer), Some([lo, hi]), true) = (
-            doc["layerID"].as_str(),
-            super::specs::layer_range(doc),
-            doc["status"] == "active",
-        ) else {
+        if doc["status"] != "active" {
+            return false;
+        }
+        let (Some(layer), Some(range)) = (doc["layerID"].as_str(), super::specs::layer_range(doc))
+        else {
             return false;
         };
-        self.layer_ranges(layer, Some(&change.name))
+        !self.layer_buckets_free(layer, range, Some(&change.name))
+    }
+
+    /// Whether no running experiment of `layer` (but `except`) holds any of the buckets
+    /// `[lo, hi)`.
+    pub fn layer_buckets_free(
+        &self,
+        layer: &str,
+        [lo, hi]: [u32; 2],
+        except: Option<&str>,
+    ) -> bool {
+        self.layer_ranges(layer, except)
             .iter()
-            .any(|&[a, b]| a < hi && lo < b)
+            .all(|&[a, b]| b <= lo || hi <= a)
     }
 
     /// The bucket ranges of `layer` its running experiments (but `except`) hold.
