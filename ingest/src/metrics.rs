@@ -117,8 +117,8 @@ impl Metrics {
                  # TYPE gatehouse_events_failed_total counter\ngatehouse_events_failed_total {}\n\
                  # TYPE gatehouse_exposures_dropped_total counter\ngatehouse_exposures_dropped_total {}\n\
                  # TYPE gatehouse_producer_queue_depth gauge\ngatehouse_producer_queue_depth {}",
-                sink.produced.load(Ordering::Relaxed),
-                sink.failed.load(Ordering::Relaxed),
+                sink.produced(),
+                sink.failed(),
                 sink.exposures_dropped.load(Ordering::Relaxed),
                 sink.queue_depth()
             );

@@ -255,11 +255,42 @@ async fn a_bad_batch_produces_nothing() {
         "{body}"
     );
     assert_eq!(sink.queue_depth(), 0);
-    assert_eq!(sink.produced.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(sink.produced(), 0);
     let (status, _) = s
         .post_json("/v1/log_event", CONSOLE, &json!({"events": []}))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// A gate exposure of `unit_id` with `user` (JSON text), for tests that produce directly.
+fn gate_exposure<'a>(unit_id: &'a str, user: &'a str) -> ExposureMessage<'a> {
+    ExposureMessage {
+        schema_version: events::SCHEMA_VERSION,
+        event_id: "0b1e2c9a-0000-4000-8000-000000000000",
+        event_name: "statsig::gate_exposure",
+        event_time_ms: 1,
+        received_at_ms: 1,
+        key_id: "k",
+        sdk_type: None,
+        sdk_version: None,
+        unit_id_type: "userID",
+        unit_id,
+        user,
+        metadata: ExposureMetadata {
+            gate: Some("g"),
+            gate_value: Some("true"),
+            rule_id: "r",
+            ..Default::default()
+        },
+        secondary_exposures: &[],
+        exposure: ExposureView {
+            kind: "gate".into(),
+            name: "g".into(),
+            rule_id: "r".into(),
+            group_name: None,
+            gate_value: Some(true),
+        },
+    }
 }
 
 /// An exposure the producer refuses (here: larger than Kafka's message limit, from a user
@@ -273,47 +304,15 @@ async fn a_refused_exposure_is_counted() {
         _mock,
         ..
     } = topics("test.refused");
-    let exposure = |unit_id: &str, user: &str| {
-        let message = ExposureMessage {
-            schema_version: events::SCHEMA_VERSION,
-            event_id: "0b1e2c9a-0000-4000-8000-000000000000",
-            event_name: "statsig::gate_exposure",
-            event_time_ms: 1,
-            received_at_ms: 1,
-            key_id: "k",
-            sdk_type: None,
-            sdk_version: None,
-            unit_id_type: "userID",
-            unit_id,
-            user,
-            metadata: ExposureMetadata {
-                gate: Some("g"),
-                gate_value: Some("true"),
-                rule_id: "r",
-                ..Default::default()
-            },
-            secondary_exposures: &[],
-            exposure: ExposureView {
-                kind: "gate".into(),
-                name: "g".into(),
-                rule_id: "r".into(),
-                group_name: None,
-                gate_value: Some(true),
-            },
-        };
-        sink.send_exposure(&message);
-    };
     let dropped = || {
         sink.exposures_dropped
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let blob = "a".repeat(1_100_000);
-    exposure(
-        "big",
-        &json!({"userID": "big", "custom": {"blob": blob}}).to_string(),
-    );
+    let big_user = json!({"userID": "big", "custom": {"blob": blob}}).to_string();
+    sink.send_exposure(&gate_exposure("big", &big_user));
     assert_eq!(dropped(), 1);
-    exposure("small", r#"{"userID":"small"}"#);
+    sink.send_exposure(&gate_exposure("small", r#"{"userID":"small"}"#));
     sink.flush(Duration::from_secs(10));
     let got = consume(&brokers, &exposures, 1).await;
     assert_eq!(
@@ -321,7 +320,32 @@ async fn a_refused_exposure_is_counted() {
         ("small", &json!({"userID": "small"}))
     );
     assert_eq!(dropped(), 1);
-    assert_eq!(sink.produced.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(sink.produced(), 1);
+}
+
+/// Exposures ask librdkafka for failure reports only: one the broker refuses is counted as
+/// failed and not as produced, and the ones it takes are counted as produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_exposure_delivery_is_counted_failed() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = MockCluster::new(1).unwrap();
+    let topic = unique("test.failed.exposures");
+    let sink = EventSink::connect(&cluster.bootstrap_servers(), &topic, "ev").unwrap();
+    sink.send_exposure(&gate_exposure("u1", r#"{"userID":"u1"}"#));
+    sink.flush(Duration::from_secs(10));
+    assert_eq!((sink.produced(), sink.failed()), (1, 0));
+    // A permanent error on the next produce request fails the message in it.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    sink.send_exposure(&gate_exposure("u2", r#"{"userID":"u2"}"#));
+    sink.flush(Duration::from_secs(10));
+    assert_eq!((sink.produced(), sink.failed()), (1, 1));
+    sink.send_exposure(&gate_exposure("u3", r#"{"userID":"u3"}"#));
+    sink.flush(Duration::from_secs(10));
+    assert_eq!((sink.produced(), sink.failed()), (2, 1));
+    assert_eq!(sink.queue_depth(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +416,7 @@ async fn exposure_dedupe_sends_one_per_window_when_enabled() {
     }
     sink.flush(Duration::from_secs(10));
     // Two distinct (unit, result) pairs: two exposures delivered, three suppressed.
-    assert_eq!(sink.produced.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(sink.produced(), 2);
     let got = consume(&brokers, &exposures, 2).await;
     let units: Vec<&str> = got.iter().map(|(_, e)| e.unit_id.as_str()).collect();
     assert_eq!(units.len(), 2, "{units:?}");
@@ -454,7 +478,7 @@ async fn experiment_group_reads_log_the_experiments_exposures_first() {
     assert_eq!(status, StatusCode::OK);
     sink.flush(Duration::from_secs(10));
     assert_eq!(
-        sink.produced.load(std::sync::atomic::Ordering::Relaxed),
+        sink.produced(),
         3,
         "three exposures, none from the request that turned them off"
     );

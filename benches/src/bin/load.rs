@@ -785,8 +785,8 @@ async fn batches(
     let sink = state.events.as_ref().unwrap();
     println!(
         "\nproduced {} failed {} exposures dropped {}",
-        sink.produced.load(Ordering::Relaxed),
-        sink.failed.load(Ordering::Relaxed),
+        sink.produced(),
+        sink.failed(),
         sink.exposures_dropped.load(Ordering::Relaxed)
     );
 }
