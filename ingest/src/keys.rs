@@ -86,7 +86,8 @@ pub const KNOWN_SCOPES: [&str; 8] = [
 /// A stored key: never the raw secret, only its digest and its grants.
 #[derive(Debug)]
 pub struct KeyRecord {
-    /// A short, stable, non-secret id (hex of the digest's first 6 bytes) for logs and events.
+    /// A short, stable, non-secret id for logs and events: hex of the first 6 bytes of the
+    /// digest of the key's first secret (a rotation keeps it).
     pub id: String,
     /// SHA-256 of the raw key: the lookup key.
     pub digest: [u8; 32],

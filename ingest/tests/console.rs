@@ -492,6 +492,148 @@ async fn keys_in_both_shapes_with_least_privilege() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Statsig's rotation: the same key (id, grants) with a new secret shown once; the old
+/// secret fails from the next request, for seeded keys too, and across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_replaces_the_secret_and_keeps_the_key() {
+    let dir = temp_dir("console-rotate");
+    let mut front = Front::start(&as_strs(&state_dir_args(&dir))).await;
+    front
+        .post("/console/v1/gates", ADMIN, employee_gate("staff_gate"))
+        .await;
+    let (id, old) = front
+        .new_key(
+            json!({"type": "SERVER", "description": "checkout", "environments": ["production"]}),
+        )
+        .await;
+    assert_eq!(
+        front.gate(&old, "staff_gate", staff()).await.0,
+        StatusCode::OK
+    );
+    let rotated = rotate(&front, &id).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{:?}", rotated.body);
+    assert_eq!(rotated.body["message"], "Key rotated successfully.");
+    let data = &rotated.body["data"];
+    let new = data["key"].as_str().unwrap().to_owned();
+    assert!(new.starts_with("secret-") && new.len() == old.len() && new != old);
+    assert_eq!(
+        (
+            &data["id"],
+            &data["description"],
+            &data["environments"],
+            &data["status"]
+        ),
+        (
+            &json!(id),
+            &json!("checkout"),
+            &json!(["production"]),
+            &json!("active")
+        )
+    );
+    assert_eq!(rotated.etag.as_deref(), Some("\"2\""));
+    assert_eq!(
+        front.gate(&old, "staff_gate", staff()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        front.gate(&new, "staff_gate", staff()).await,
+        (StatusCode::OK, json!(true))
+    );
+    let got = front.get(&format!("/console/v1/keys/{id}"), ADMIN).await;
+    assert_eq!(got.body["data"]["prefix"], &new[..11]);
+    assert!(got.body["data"]["last_used_at"].is_u64(), "{:?}", got.body);
+    let text = got.body.to_string()
+        + &front
+            .get("/console/v1/audit_logs", ADMIN)
+            .await
+            .body
+            .to_string();
+    assert!(!text.contains(&new) && !text.contains("igest"), "{text}");
+
+    // A seeded key: its flag's secret stops working, and stays stopped after a restart
+    // with the same flag.
+    let seeded_id = listed_seed_id(&front).await;
+    let rotated = rotate(&front, &seeded_id).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{:?}", rotated.body);
+    assert_eq!(rotated.body["data"]["source"], "console");
+    let seeded_new = rotated.body["data"]["key"].as_str().unwrap().to_owned();
+    front.crash_and_restart().await;
+    for (key, want) in [
+        ("secret-seeded", StatusCode::UNAUTHORIZED),
+        (seeded_new.as_str(), StatusCode::OK),
+        (old.as_str(), StatusCode::UNAUTHORIZED),
+        (new.as_str(), StatusCode::OK),
+    ] {
+        assert_eq!(
+            front.gate(key, "staff_gate", staff()).await.0,
+            want,
+            "{key}"
+        );
+    }
+
+    // Twice: every earlier secret stays retired.
+    let third = rotate(&front, &id).await.body["data"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (key, want) in [
+        (old.as_str(), StatusCode::UNAUTHORIZED),
+        (new.as_str(), StatusCode::UNAUTHORIZED),
+        (third.as_str(), StatusCode::OK),
+    ] {
+        assert_eq!(
+            front.gate(key, "staff_gate", staff()).await.0,
+            want,
+            "{key}"
+        );
+    }
+
+    // Statsig deactivates with PATCH; a deactivated or unknown key is not rotated.
+    let deactivated = front
+        .call(
+            Method::PATCH,
+            &format!("/console/v1/keys/{id}/deactivate"),
+            ADMIN,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(deactivated.status, StatusCode::OK);
+    assert_eq!(
+        front.gate(&third, "staff_gate", staff()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(rotate(&front, &id).await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        rotate(&front, "000000000000").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let (_, console_key) = front
+        .new_key(json!({"type": "CONSOLE", "scopes": ["omni_read_write"]}))
+        .await;
+    let denied = front
+        .call(
+            Method::PATCH,
+            &format!("/console/v1/keys/{seeded_id}/rotate"),
+            &console_key,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        denied.status,
+        StatusCode::FORBIDDEN,
+        "rotating needs can_access_keys"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `PATCH /console/v1/keys/{id}/rotate` with the admin key.
+async fn rotate(front: &Front, id: &str) -> Answer {
+    let path = format!("/console/v1/keys/{id}/rotate");
+    front.call(Method::PATCH, &path, ADMIN, &[], None).await
+}
+
 async fn listed_seed_id(front: &Front) -> String {
     let listed = front.get("/console/v1/keys", ADMIN).await;
     listed.body["data"]
@@ -1410,6 +1552,19 @@ async fn two_front_doors_share_state_through_kafka() {
         let db = b.get("/console/v1/gates/shared_gate", ADMIN).await.body;
         da["data"]["description"] == winner && db["data"]["description"] == winner
     })
+    .await;
+
+    let rotated = rotate(&a, &key_id).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{:?}", rotated.body);
+    let old_key = key;
+    let key = rotated.body["data"]["key"].as_str().unwrap().to_owned();
+    within_a_second(
+        "key rotated on A: old secret rejected, new accepted by B",
+        || async {
+            b.gate(&old_key, "shared_gate", staff()).await.0 == StatusCode::UNAUTHORIZED
+                && b.gate(&key, "shared_gate", staff()).await.0 == StatusCode::OK
+        },
+    )
     .await;
 
     let revoked = a

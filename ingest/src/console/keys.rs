@@ -1,5 +1,6 @@
 //! Keys over the console API: list, create (the secret shown once), update scopes and
-//! targets, revoke; both the console shape and the generic `api-keys` shape.
+//! targets, rotate the secret, revoke; both the console shape and the generic `api-keys`
+//! shape.
 
 use hyper::StatusCode;
 use serde_json::{json, Map, Value};
@@ -237,6 +238,11 @@ fn new_secret(kind: KeyKind) -> String {
     out
 }
 
+/// The start of a secret that listings show to tell keys apart (the type and 4 characters).
+fn visible_prefix(raw: &str) -> &str {
+    &raw[..raw.len() - 36]
+}
+
 pub(super) async fn create_key(
     state: &AppState,
     control: &std::sync::Arc<Control>,
@@ -278,7 +284,7 @@ pub(super) async fn create_key(
         KeyKind::Client => "CLIENT",
         KeyKind::Console => "CONSOLE",
     };
-    let mut doc = json!({"id": id, "digest": hex(&digest), "prefix": &raw[..raw.len() - 36],
+    let mut doc = json!({"id": id, "digest": hex(&digest), "prefix": visible_prefix(&raw),
         "type": type_name, "description": "", "scopes": default_scopes, "environments": [],
         "targetAppID": null, "secondaryTargetAppIDs": [], "status": "active", "source": "console",
         "createdTime": now_ms(), "createdBy": actor.id});
@@ -352,4 +358,46 @@ pub(super) async fn revoke_key(
     )
     .await?;
     Ok(no_content())
+}
+
+/// Replaces a key's secret (Statsig's `PATCH /console/v1/keys/{id}/rotate`): the same id and
+/// grants, a new secret shown once. The old secret is kept as a retired digest, which every
+/// front door revokes as it applies the change: 401 from its next request, as a revocation.
+pub(super) async fn rotate_key(
+    state: &AppState,
+    control: &std::sync::Arc<Control>,
+    req: &Decoded,
+    id: &str,
+) -> Answer {
+    let actor = auth(state, req, Access::ManageKeys)?;
+    let (mut doc, _, version) = find_key(state, control, id)?;
+    if doc["status"] != "active" {
+        return Err(ConsoleError::new(
+            StatusCode::CONFLICT,
+            "the key is deactivated",
+        ));
+    }
+    let (record, _) = control::key_record(&doc)
+        .ok_or_else(|| ConsoleError::new(StatusCode::INTERNAL_SERVER_ERROR, "unreadable key"))?;
+    let raw = new_secret(record.kind);
+    let mut retired = match doc["retiredDigests"].take() {
+        Value::Array(digests) => digests,
+        _ => Vec::new(),
+    };
+    retired.push(doc["digest"].take());
+    doc["retiredDigests"] = retired.into();
+    doc["digest"] = hex(&crate::keys::digest(&raw)).into();
+    doc["prefix"] = visible_prefix(&raw).into();
+    // The new secret is the console's, whatever gave the first one.
+    doc["source"] = "console".into();
+    let base = if_match(req)?.unwrap_or(version);
+    let version = commit(
+        control,
+        control::change(Kind::Key, id, base, Some(doc.clone()), &actor.id, "rotate"),
+    )
+    .await?;
+    let mut view = key_view(&doc, None, false);
+    view["key"] = raw.into();
+    let rotated = "Key rotated successfully.";
+    Ok(key_answer(false, StatusCode::OK, rotated, view, version))
 }

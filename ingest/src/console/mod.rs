@@ -27,7 +27,7 @@ mod keys;
 
 use entities::{audit_log, entity_route};
 use generic::{evaluate_flag, track};
-use keys::{create_key, get_key, key_view, list_keys, revoke_key, update_key};
+use keys::{create_key, get_key, key_view, list_keys, revoke_key, rotate_key, update_key};
 
 /// A console error: Statsig's `{status, message, errors: [{property, errorMessage}]}`,
 /// with the `error` field every Gatehouse error has.
@@ -132,7 +132,14 @@ pub async fn console(state: &AppState, method: Method, path: &[&str], req: Decod
                 Method::DELETE => revoke_key(state, control, &req, id).await,
                 _ => Err(method_not_allowed()),
             },
-            ["keys", id, "deactivate"] if matches!(method, Method::PUT | Method::POST) => {
+            ["keys", id, "rotate"]
+                if matches!(method, Method::PATCH | Method::PUT | Method::POST) =>
+            {
+                rotate_key(state, control, &req, id).await
+            }
+            ["keys", id, "deactivate"]
+                if matches!(method, Method::PATCH | Method::PUT | Method::POST) =>
+            {
                 revoke_key(state, control, &req, id).await?;
                 Ok(data(
                     StatusCode::OK,

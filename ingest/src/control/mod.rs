@@ -254,8 +254,9 @@ impl Control {
         Ok(())
     }
 
-    /// Puts every console key into the key store, and revokes the deactivated ones (seeded
-    /// keys included: a revocation outlives the flag that seeded the key).
+    /// Puts every console key into the key store, and revokes the deactivated ones and the
+    /// secrets rotated away (seeded keys included: a revocation outlives the flag that
+    /// seeded the key).
     fn sync_keys(&self, state: &State) {
         for (_, _, doc) in state.live(Kind::Key) {
             match key_record(doc) {
@@ -264,6 +265,14 @@ impl Control {
                     self.keys.revoke_digest(&record.digest);
                 }
                 None => tracing::error!(doc = %doc, "unreadable key document skipped"),
+            }
+            for retired in doc["retiredDigests"].as_array().into_iter().flatten() {
+                match retired.as_str().and_then(parse_digest) {
+                    Some(digest) => {
+                        self.keys.revoke_digest(&digest);
+                    }
+                    None => tracing::error!(doc = %doc, "unreadable retired key digest skipped"),
+                }
             }
         }
     }
@@ -279,13 +288,22 @@ fn outcome_result(outcome: Outcome, state: &State, change: &Change) -> Result<u6
     }
 }
 
-/// A key document as a key-store record, and whether it is active.
-pub fn key_record(doc: &Value) -> Option<(KeyRecord, bool)> {
-    let digest_hex = doc.get("digest")?.as_str()?;
+/// A SHA-256 digest from its 64 hex digits.
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
     let mut digest = [0u8; 32];
     for (i, byte) in digest.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(digest_hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
+    Some(digest)
+}
+
+/// A key document as a key-store record, and whether it is active. The record keeps the
+/// document's id, which outlives a rotation of the secret it was derived from.
+pub fn key_record(doc: &Value) -> Option<(KeyRecord, bool)> {
+    let digest = parse_digest(doc.get("digest")?.as_str()?)?;
     let kind = match doc.get("type")?.as_str()? {
         "SERVER" => KeyKind::Server,
         "CLIENT" => KeyKind::Client,
@@ -308,6 +326,9 @@ pub fn key_record(doc: &Value) -> Option<(KeyRecord, bool)> {
     let seeded = doc.get("source").and_then(Value::as_str) == Some("flag");
     let active = doc.get("status").and_then(Value::as_str) == Some("active");
     let mut record = KeyRecord::new(digest, kind, scopes, app, seeded);
+    if let Some(id) = doc.get("id").and_then(Value::as_str) {
+        record.id = id.to_owned();
+    }
     record.environments = doc
         .get("environments")
         .and_then(Value::as_array)
