@@ -112,6 +112,8 @@ pub struct EventSink {
     exposures_delivered: AtomicU64,
     /// Exposures not enqueued because the queue was full or Kafka refused them.
     pub exposures_dropped: AtomicU64,
+    /// The second (since the epoch) a dropped exposure was last logged in.
+    drop_logged_second: AtomicU64,
 }
 
 impl std::fmt::Debug for EventSink {
@@ -204,6 +206,7 @@ impl EventSink {
             exposures_failed,
             exposures_delivered: AtomicU64::new(0),
             exposures_dropped: AtomicU64::new(0),
+            drop_logged_second: AtomicU64::new(0),
         })
     }
 
@@ -320,11 +323,26 @@ impl EventSink {
             if error == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                 self.exposures_enqueued.fetch_add(1, Ordering::Release);
             } else {
-                self.exposures_dropped.fetch_add(1, Ordering::Relaxed);
-                let error = RDKafkaErrorCode::from(error);
-                tracing::debug!(%error, "exposure dropped");
+                let dropped = self.exposures_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                self.warn_dropped(RDKafkaErrorCode::from(error), dropped);
             }
         });
+    }
+
+    /// Logs a dropped exposure, at most once a second (every one is counted in
+    /// `gatehouse_exposures_dropped_total`): a full queue or a topic the broker refuses drops
+    /// every exposure, and a line for each would bury the log.
+    fn warn_dropped(&self, error: RDKafkaErrorCode, dropped: u64) {
+        let second = crate::rules::now_ms() / 1000;
+        let last = self.drop_logged_second.load(Ordering::Relaxed);
+        let claimed = last != second
+            && self
+                .drop_logged_second
+                .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if claimed {
+            tracing::warn!(%error, dropped_so_far = dropped, "exposure dropped (logged at most once a second)");
+        }
     }
 
     /// Whether a broker answers a metadata request within `timeout` (blocking: call it on the

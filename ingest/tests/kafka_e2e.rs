@@ -334,10 +334,12 @@ async fn a_failed_exposure_delivery_is_counted_failed() {
     sink.send_exposure(&gate_exposure("u1", r#"{"userID":"u1"}"#));
     sink.flush(Duration::from_secs(10));
     assert_eq!((sink.produced(), sink.failed()), (1, 0));
-    // A permanent error on the next produce request fails the message in it.
+    // A permanent error on the next produce request fails the message in it (not a
+    // topic-level one such as an authorization failure: librdkafka would then refuse the
+    // next exposures at once, until its metadata is refreshed).
     cluster.request_errors(
         RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
     );
     sink.send_exposure(&gate_exposure("u2", r#"{"userID":"u2"}"#));
     sink.flush(Duration::from_secs(10));
