@@ -249,6 +249,30 @@ async fn keys_in_both_shapes_with_least_privilege() {
     assert_eq!(entry["environments"], json!(["production"]));
     assert_eq!(entry["status"], "active");
     assert!(entry.get("digest").is_none());
+    assert_eq!(
+        (&entry["key"], &entry["primaryTargetApp"]),
+        (&Value::Null, &Value::Null)
+    );
+    // Statsig's API (and its own clients, such as its Terraform provider) names a key by its
+    // secret: the answer is the same key, with the secret the caller already holds.
+    let by_secret = front
+        .get(&format!("/console/v1/keys/{server_key}"), ADMIN)
+        .await;
+    assert_eq!(by_secret.status, StatusCode::OK, "{:?}", by_secret.body);
+    assert_eq!(
+        (
+            &by_secret.body["data"]["id"],
+            &by_secret.body["data"]["key"]
+        ),
+        (&json!(server_id), &json!(server_key))
+    );
+    assert_eq!(
+        front
+            .get("/console/v1/keys/secret-never-issued", ADMIN)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     // The seeded keys are listed too, marked as such.
     assert!(text.contains("\"source\":\"flag\""));
 
@@ -267,7 +291,7 @@ async fn keys_in_both_shapes_with_least_privilege() {
     let patched = front
         .call(
             Method::PATCH,
-            &format!("/console/v1/keys/{server_id}"),
+            &format!("/console/v1/keys/{server_key}"),
             ADMIN,
             &[],
             Some(json!({"description": "checkout v2", "scopes": ["client_download_config_specs"]})),
@@ -276,6 +300,10 @@ async fn keys_in_both_shapes_with_least_privilege() {
     assert_eq!(patched.status, StatusCode::OK);
     assert_eq!(patched.body["message"], "Key updated successfully.");
     assert_eq!(patched.body["data"]["description"], "checkout v2");
+    assert_eq!(
+        (&patched.body["data"]["id"], &patched.body["data"]["key"]),
+        (&json!(server_id), &json!(server_key))
+    );
     let bad_scope = front
         .call(
             Method::PATCH,
@@ -295,17 +323,22 @@ async fn keys_in_both_shapes_with_least_privilege() {
         StatusCode::BAD_REQUEST
     );
 
-    // Revocation: 204, then 401 on the very next request, everywhere.
+    // Revocation: Statsig's 200 with the key, then 401 on the very next request, everywhere.
     let revoked = front
         .call(
             Method::DELETE,
-            &format!("/console/v1/keys/{server_id}"),
+            &format!("/console/v1/keys/{server_key}"),
             ADMIN,
             &[],
             None,
         )
         .await;
-    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(revoked.status, StatusCode::OK);
+    assert_eq!(revoked.body["message"], "Key deleted successfully.");
+    assert_eq!(
+        (&revoked.body["data"]["id"], &revoked.body["data"]["status"]),
+        (&json!(server_id), &json!("deactivated"))
+    );
     assert_eq!(
         front.gate(&server_key, "staff_gate", staff()).await.0,
         StatusCode::UNAUTHORIZED
@@ -474,7 +507,7 @@ async fn keys_in_both_shapes_with_least_privilege() {
             None,
         )
         .await;
-    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(revoked.status, StatusCode::OK);
     assert_eq!(
         front.gate("secret-seeded", "staff_gate", staff()).await.0,
         StatusCode::UNAUTHORIZED
@@ -571,8 +604,16 @@ async fn rotation_replaces_the_secret_and_keeps_the_key() {
         );
     }
 
-    // Twice: every earlier secret stays retired.
-    let third = rotate(&front, &id).await.body["data"]["key"]
+    // Rotated again, named by its secret as Statsig's clients name keys: every earlier
+    // secret stays retired, and names no key.
+    assert_eq!(
+        front
+            .get(&format!("/console/v1/keys/{old}"), ADMIN)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let third = rotate(&front, &new).await.body["data"]["key"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -1576,7 +1617,7 @@ async fn two_front_doors_share_state_through_kafka() {
             None,
         )
         .await;
-    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(revoked.status, StatusCode::OK);
     within_a_second("key revoked on A rejected by B", || async {
         b.gate(&key, "shared_gate", staff()).await.0 == StatusCode::UNAUTHORIZED
     })

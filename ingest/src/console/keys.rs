@@ -15,18 +15,25 @@ use crate::http::{json_reply, AppState, Decoded, Reply};
 use crate::keys::{hex, Access, KeyKind, KeyRecord, KNOWN_SCOPES};
 use crate::rules::now_ms;
 
-/// A key document as the API shows it (never the secret, nor its digest).
+/// A key document as the API shows it: never its digest, and the secret only to a caller
+/// that named the key by it (Statsig's `key`, null otherwise). The target apps appear under
+/// the names Statsig reads them by (`targetAppID`, `secondaryTargetAppIDs`) and answers
+/// them by (`primaryTargetApp`, `secondaryTargetApps`).
 pub(super) fn key_view(doc: &Value, record: Option<&KeyRecord>, generic: bool) -> Value {
     let last_used = record.and_then(KeyRecord::last_used_ms);
     let mut view = json!({
         "id": doc["id"], "prefix": doc["prefix"], "type": doc["type"],
         "description": doc["description"], "scopes": doc["scopes"],
         "environments": doc["environments"], "targetAppID": doc["targetAppID"],
-        "secondaryTargetAppIDs": doc["secondaryTargetAppIDs"], "status": doc["status"],
-        "source": doc["source"], "created_at": doc["createdTime"], "last_used_at": last_used,
+        "secondaryTargetAppIDs": doc["secondaryTargetAppIDs"],
+        "primaryTargetApp": doc["targetAppID"], "secondaryTargetApps": doc["secondaryTargetAppIDs"],
+        "status": doc["status"], "source": doc["source"], "created_at": doc["createdTime"],
+        "last_used_at": last_used,
     });
     if generic {
         view["name"] = doc["description"].clone();
+    } else {
+        view["key"] = Value::Null;
     }
     view
 }
@@ -93,23 +100,65 @@ pub(super) fn list_keys(
     })
 }
 
-fn find_key(
-    state: &AppState,
-    control: &Control,
-    id: &str,
-) -> Result<(Value, Option<std::sync::Arc<KeyRecord>>, u64), ConsoleError> {
-    if let Some(entry) = control.lock_state().get(Kind::Key, id) {
-        if let Some(doc) = &entry.doc {
-            return Ok((doc.clone(), state.keys.by_id(id), entry.version));
+/// A key found by the `{id}` of a request path.
+struct FoundKey {
+    /// The key's id (what the path named, or the key its secret belongs to).
+    id: String,
+    doc: Value,
+    record: Option<std::sync::Arc<KeyRecord>>,
+    version: u64,
+    /// The secret, when the path named the key by it as Statsig's API does
+    /// (`/console/v1/keys/secret-…`): the caller has it, so answers may carry it back.
+    secret: Option<String>,
+}
+
+impl FoundKey {
+    /// The key's view, with the secret when the caller named the key by it.
+    fn view(&self, generic: bool) -> Value {
+        let mut view = key_view(&self.doc, self.record.as_deref(), generic);
+        if let (Some(secret), false) = (&self.secret, generic) {
+            view["key"] = secret.as_str().into();
         }
+        view
+    }
+}
+
+/// The key a path names: by its id, or by its current secret (Statsig addresses keys by
+/// the secret; a secret rotated away names nothing).
+fn find_key(state: &AppState, control: &Control, named: &str) -> Result<FoundKey, ConsoleError> {
+    let secret = KeyKind::of(named).map(|_| named.to_owned());
+    let digest = secret.as_deref().map(|s| hex(&crate::keys::digest(s)));
+    let st = control.lock_state();
+    let stored = st.live(Kind::Key).find(|(id, _, doc)| match &digest {
+        Some(digest) => doc["digest"] == digest.as_str(),
+        None => *id == named,
+    });
+    if let Some((id, entry, doc)) = stored {
+        return Ok(FoundKey {
+            id: id.to_owned(),
+            doc: doc.clone(),
+            record: state.keys.by_id(id),
+            version: entry.version,
+            secret,
+        });
     }
     let seed = state
         .keys
         .seeded()
         .into_iter()
-        .find(|r| r.id == id)
+        .find(|r| match &digest {
+            Some(digest) => hex(&r.digest) == *digest,
+            None => r.id == named,
+        })
+        .filter(|r| st.get(Kind::Key, &r.id).is_none())
         .ok_or_else(|| ConsoleError::not_found("Key"))?;
-    Ok((seed_doc(&seed), Some(seed), 0))
+    Ok(FoundKey {
+        id: seed.id.clone(),
+        doc: seed_doc(&seed),
+        record: Some(seed),
+        version: 0,
+        secret,
+    })
 }
 
 pub(super) fn get_key(
@@ -120,14 +169,13 @@ pub(super) fn get_key(
     generic: bool,
 ) -> Answer {
     auth(state, req, Access::ManageKeys)?;
-    let (doc, record, version) = find_key(state, control, id)?;
-    let view = key_view(&doc, record.as_deref(), generic);
+    let found = find_key(state, control, id)?;
     Ok(key_answer(
         generic,
         StatusCode::OK,
         "Key read successfully.",
-        view,
-        version,
+        found.view(generic),
+        found.version,
     ))
 }
 
@@ -314,50 +362,76 @@ pub(super) async fn update_key(
 ) -> Answer {
     let actor = auth(state, req, Access::ManageKeys)?;
     let body = body_object(req)?;
-    let (mut doc, record, version) = find_key(state, control, id)?;
+    let mut found = find_key(state, control, id)?;
     if body.contains_key("type") {
         return Err(ConsoleError::invalid(vec![FieldError {
             property: "type".into(),
             error: "a key's type cannot change; create a new key".into(),
         }]));
     }
-    if doc["status"] != "active" {
+    if found.doc["status"] != "active" {
         return Err(ConsoleError::new(
             StatusCode::CONFLICT,
             "the key is deactivated",
         ));
     }
-    let base = if_match(req)?.unwrap_or(version);
-    key_grants(&body, &mut doc, false)?;
-    let version = commit(
-        control,
-        control::change(Kind::Key, id, base, Some(doc.clone()), &actor.id, "update"),
-    )
-    .await?;
-    let view = key_view(&doc, record.as_deref(), false);
+    let base = if_match(req)?.unwrap_or(found.version);
+    key_grants(&body, &mut found.doc, false)?;
+    let change = control::change(
+        Kind::Key,
+        &found.id,
+        base,
+        Some(found.doc.clone()),
+        &actor.id,
+        "update",
+    );
+    found.version = commit(control, change).await?;
     let updated = "Key updated successfully.";
-    Ok(key_answer(false, StatusCode::OK, updated, view, version))
+    Ok(key_answer(
+        false,
+        StatusCode::OK,
+        updated,
+        found.view(false),
+        found.version,
+    ))
 }
 
+/// Revokes a key (`DELETE …/keys/{id}`, `…/deactivate`, the generic API's DELETE): the next
+/// request with it gets 401 on every front door; revoking a revoked key changes nothing.
+/// Answers as Statsig does, 200 with the key and `message`, or the generic API's 204 when
+/// `message` is None (Statsig's own clients read a JSON body from every answer).
 pub(super) async fn revoke_key(
     state: &AppState,
     control: &std::sync::Arc<Control>,
     req: &Decoded,
     id: &str,
+    message: Option<&str>,
 ) -> Answer {
     let actor = auth(state, req, Access::ManageKeys)?;
-    let (mut doc, _, version) = find_key(state, control, id)?;
-    if doc["status"] != "active" {
-        return Ok(no_content());
+    let mut found = find_key(state, control, id)?;
+    if found.doc["status"] == "active" {
+        found.doc["status"] = "deactivated".into();
+        let base = if_match(req)?.unwrap_or(found.version);
+        let change = control::change(
+            Kind::Key,
+            &found.id,
+            base,
+            Some(found.doc.clone()),
+            &actor.id,
+            "revoke",
+        );
+        found.version = commit(control, change).await?;
     }
-    doc["status"] = "deactivated".into();
-    let base = if_match(req)?.unwrap_or(version);
-    commit(
-        control,
-        control::change(Kind::Key, id, base, Some(doc), &actor.id, "revoke"),
-    )
-    .await?;
-    Ok(no_content())
+    Ok(match message {
+        None => no_content(),
+        Some(message) => key_answer(
+            false,
+            StatusCode::OK,
+            message,
+            found.view(false),
+            found.version,
+        ),
+    })
 }
 
 /// Replaces a key's secret (Statsig's `PATCH /console/v1/keys/{id}/rotate`): the same id and
@@ -370,7 +444,12 @@ pub(super) async fn rotate_key(
     id: &str,
 ) -> Answer {
     let actor = auth(state, req, Access::ManageKeys)?;
-    let (mut doc, _, version) = find_key(state, control, id)?;
+    let FoundKey {
+        id,
+        mut doc,
+        version,
+        ..
+    } = find_key(state, control, id)?;
     if doc["status"] != "active" {
         return Err(ConsoleError::new(
             StatusCode::CONFLICT,
@@ -393,7 +472,7 @@ pub(super) async fn rotate_key(
     let base = if_match(req)?.unwrap_or(version);
     let version = commit(
         control,
-        control::change(Kind::Key, id, base, Some(doc.clone()), &actor.id, "rotate"),
+        control::change(Kind::Key, &id, base, Some(doc.clone()), &actor.id, "rotate"),
     )
     .await?;
     let mut view = key_view(&doc, None, false);

@@ -129,7 +129,10 @@ pub async fn console(state: &AppState, method: Method, path: &[&str], req: Decod
             ["keys", id] => match method {
                 Method::GET => get_key(state, control, &req, id, false),
                 Method::PATCH => update_key(state, control, &req, id).await,
-                Method::DELETE => revoke_key(state, control, &req, id).await,
+                Method::DELETE => {
+                    let deleted = Some("Key deleted successfully.");
+                    revoke_key(state, control, &req, id, deleted).await
+                }
                 _ => Err(method_not_allowed()),
             },
             ["keys", id, "rotate"]
@@ -140,12 +143,8 @@ pub async fn console(state: &AppState, method: Method, path: &[&str], req: Decod
             ["keys", id, "deactivate"]
                 if matches!(method, Method::PATCH | Method::PUT | Method::POST) =>
             {
-                revoke_key(state, control, &req, id).await?;
-                Ok(data(
-                    StatusCode::OK,
-                    "Key deactivated successfully.",
-                    json!({"id": id}),
-                ))
+                let deactivated = Some("Key deactivated successfully.");
+                revoke_key(state, control, &req, id, deactivated).await
             }
             ["audit_logs"] if method == Method::GET => audit_log(state, control, &req, None),
             [res, rest @ ..] => {
@@ -175,7 +174,7 @@ pub async fn generic(state: &AppState, method: Method, path: &[&str], req: Decod
                 let control = control_of(state)?;
                 match method {
                     Method::GET => get_key(state, control, &req, id, true),
-                    Method::DELETE => revoke_key(state, control, &req, id).await,
+                    Method::DELETE => revoke_key(state, control, &req, id, None).await,
                     _ => Err(method_not_allowed()),
                 }
             }
