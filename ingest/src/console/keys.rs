@@ -121,6 +121,25 @@ impl FoundKey {
         }
         view
     }
+
+    /// Stores the changed document as `action` by `actor` (`If-Match` honoured) and takes
+    /// its new version.
+    async fn store(
+        &mut self,
+        control: &std::sync::Arc<Control>,
+        req: &Decoded,
+        actor: &str,
+        action: &str,
+    ) -> Result<(), ConsoleError> {
+        let base = if_match(req)?.unwrap_or(self.version);
+        let doc = Some(self.doc.clone());
+        self.version = commit(
+            control,
+            control::change(Kind::Key, &self.id, base, doc, actor, action),
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// The key a path names: by its id, or by its current secret (Statsig addresses keys by
@@ -375,17 +394,8 @@ pub(super) async fn update_key(
             "the key is deactivated",
         ));
     }
-    let base = if_match(req)?.unwrap_or(found.version);
     key_grants(&body, &mut found.doc, false)?;
-    let change = control::change(
-        Kind::Key,
-        &found.id,
-        base,
-        Some(found.doc.clone()),
-        &actor.id,
-        "update",
-    );
-    found.version = commit(control, change).await?;
+    found.store(control, req, &actor.id, "update").await?;
     let updated = "Key updated successfully.";
     Ok(key_answer(
         false,
@@ -411,16 +421,7 @@ pub(super) async fn revoke_key(
     let mut found = find_key(state, control, id)?;
     if found.doc["status"] == "active" {
         found.doc["status"] = "deactivated".into();
-        let base = if_match(req)?.unwrap_or(found.version);
-        let change = control::change(
-            Kind::Key,
-            &found.id,
-            base,
-            Some(found.doc.clone()),
-            &actor.id,
-            "revoke",
-        );
-        found.version = commit(control, change).await?;
+        found.store(control, req, &actor.id, "revoke").await?;
     }
     Ok(match message {
         None => no_content(),
@@ -444,19 +445,15 @@ pub(super) async fn rotate_key(
     id: &str,
 ) -> Answer {
     let actor = auth(state, req, Access::ManageKeys)?;
-    let FoundKey {
-        id,
-        mut doc,
-        version,
-        ..
-    } = find_key(state, control, id)?;
+    let mut found = find_key(state, control, id)?;
+    let doc = &mut found.doc;
     if doc["status"] != "active" {
         return Err(ConsoleError::new(
             StatusCode::CONFLICT,
             "the key is deactivated",
         ));
     }
-    let (record, _) = control::key_record(&doc)
+    let (record, _) = control::key_record(doc)
         .ok_or_else(|| ConsoleError::new(StatusCode::INTERNAL_SERVER_ERROR, "unreadable key"))?;
     let raw = new_secret(record.kind);
     let mut retired = match doc["retiredDigests"].take() {
@@ -469,14 +466,15 @@ pub(super) async fn rotate_key(
     doc["prefix"] = visible_prefix(&raw).into();
     // The new secret is the console's, whatever gave the first one.
     doc["source"] = "console".into();
-    let base = if_match(req)?.unwrap_or(version);
-    let version = commit(
-        control,
-        control::change(Kind::Key, &id, base, Some(doc.clone()), &actor.id, "rotate"),
-    )
-    .await?;
-    let mut view = key_view(&doc, None, false);
+    found.store(control, req, &actor.id, "rotate").await?;
+    let mut view = key_view(&found.doc, None, false);
     view["key"] = raw.into();
     let rotated = "Key rotated successfully.";
-    Ok(key_answer(false, StatusCode::OK, rotated, view, version))
+    Ok(key_answer(
+        false,
+        StatusCode::OK,
+        rotated,
+        view,
+        found.version,
+    ))
 }
