@@ -38,6 +38,11 @@ pub async fn ready(state: &AppState) -> Reply {
     let Some(sink) = state.events.clone() else {
         return not_ready("no Kafka configured");
     };
+    if let Some(error) = sink.fatal_error() {
+        return not_ready(&format!(
+            "the Kafka producer failed for good ({error}); the front door is stopping"
+        ));
+    }
     let reachable = tokio::task::spawn_blocking(move || {
         sink.broker_reachable(std::time::Duration::from_millis(1500))
     })

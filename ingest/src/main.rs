@@ -580,13 +580,38 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
         sink.spawn(&brokers, &args.kafka, stop_sink.clone(), sink_stats)
     });
 
-    serve(listener, state.clone(), shutdown_signal()).await;
+    // A producer's fatal error stops the door as a signal does, and the exit status says
+    // so: nothing it acknowledges could reach Kafka any more, and a restart recovers.
+    let producer_failed = {
+        let events = state.events.clone();
+        async move {
+            match events {
+                Some(events) => {
+                    let error = events.fatal().await;
+                    tracing::error!(%error, "the Kafka producer failed for good; stopping");
+                }
+                None => std::future::pending().await,
+            }
+        }
+    };
+    let stop = async {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = producer_failed => {}
+        }
+    };
+    serve(listener, state.clone(), stop).await;
     stop_control.store(true, Ordering::Relaxed);
+    let mut failed = None;
     if let Some(events) = &state.events {
         let events = events.clone();
+        failed = events.fatal_error();
         let _ = tokio::task::spawn_blocking(move || events.flush(Duration::from_secs(30))).await;
     }
     tracing::info!("front door stopped");
+    if let Some(error) = failed {
+        return Err(format!("the Kafka producer failed for good: {error}"));
+    }
     if let Some(sink) = sink {
         // The sink reads on to the end of its partitions before it publishes and stops.
         stop_sink.store(true, Ordering::Relaxed);

@@ -345,6 +345,27 @@ impl EventSink {
         }
     }
 
+    /// librdkafka's fatal error, if a producer has hit one. An idempotent producer that lost
+    /// track of its sequence numbers with the broker refuses every message from then on;
+    /// only a new producer recovers, i.e. a restart of the front door.
+    pub fn fatal_error(&self) -> Option<String> {
+        let batches = self.producer.client().fatal_error();
+        batches
+            .or_else(|| self.exposure_producer.client().fatal_error())
+            .map(|(code, reason)| format!("{code}: {reason}"))
+    }
+
+    /// Resolves with the fatal error once a producer has one (checked twice a second).
+    pub async fn fatal(&self) -> String {
+        let mut every = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            every.tick().await;
+            if let Some(error) = self.fatal_error() {
+                return error;
+            }
+        }
+    }
+
     /// Whether a broker answers a metadata request within `timeout` (blocking: call it on the
     /// blocking pool).
     pub fn broker_reachable(&self, timeout: Duration) -> bool {

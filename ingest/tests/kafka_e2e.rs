@@ -350,6 +350,113 @@ async fn a_failed_exposure_delivery_is_counted_failed() {
     assert_eq!(sink.queue_depth(), 0);
 }
 
+/// A librdkafka fatal error: an idempotent producer that lost track of its sequence numbers
+/// refuses everything from then on. Here the mock broker answers a sequence error to the
+/// produce request at the head of the line, which is how a real broker's state comes apart
+/// from the producer's.
+fn break_the_producers_sequence(cluster: &MockCluster<'_, impl rdkafka::ClientContext>) {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+}
+
+/// After a fatal producer error `/readyz` says so, and `fatal()` resolves (which stops
+/// `gatehouse serve`: next test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_producer_error_fails_readiness() {
+    let cluster = MockCluster::new(1).unwrap();
+    let topic = unique("test.fatal.exposures");
+    let sink = Arc::new(EventSink::connect(&cluster.bootstrap_servers(), &topic, "ev").unwrap());
+    let s = Server::start_with(&specs(), Some(sink.clone())).await;
+    assert_eq!(
+        s.call(Method::GET, "/readyz", &[], "").await.0,
+        StatusCode::OK
+    );
+    sink.send_exposure(&gate_exposure("u1", r#"{"userID":"u1"}"#));
+    sink.flush(Duration::from_secs(10));
+    assert_eq!(sink.fatal_error(), None);
+
+    break_the_producers_sequence(&cluster);
+    sink.send_exposure(&gate_exposure("u2", r#"{"userID":"u2"}"#));
+    let error = tokio::time::timeout(Duration::from_secs(10), sink.fatal())
+        .await
+        .expect("a fatal error within 10 s");
+    assert!(error.contains("sequence"), "{error}");
+    let (status, body) = s.call(Method::GET, "/readyz", &[], "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("failed for good"), "{body}");
+}
+
+/// `gatehouse serve` whose producer fails for good keeps answering until it has drained,
+/// logs why, and exits 1 for its supervisor to restart it.
+#[test]
+fn a_fatal_producer_error_stops_the_binary_with_status_1() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let cluster = MockCluster::new(1).unwrap();
+    let port = free_port();
+    let mut door = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--specs",
+            "docs/examples/specs.json",
+            "--server-key",
+            "secret-fatal",
+        ])
+        .args(["--kafka-brokers", &cluster.bootstrap_servers()])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env_remove("GATEHOUSE_STATE_TOPIC")
+        .env_remove("GATEHOUSE_STATE_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_listening(port, "gatehouse serve");
+    let gate = || {
+        let body = br#"{"user":{"userID":"u1"},"gateName":"new_checkout"}"#;
+        let key = ["statsig-api-key: secret-fatal"];
+        raw_request(port, "POST", "/v1/check_gate", &key, body)
+    };
+    let produced = || {
+        let metrics = raw_request(port, "GET", "/metrics", &[], b"");
+        metrics.contains("\ngatehouse_events_produced_total 1\n")
+    };
+    assert!(gate().starts_with("HTTP/1.1 200"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !produced() {
+        assert!(
+            Instant::now() < deadline,
+            "the first exposure was not delivered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    break_the_producers_sequence(&cluster);
+    assert!(gate().starts_with("HTTP/1.1 200"), "evaluation answers on");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = door.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = door.kill();
+            panic!("gatehouse did not stop after a fatal producer error");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    door.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("the Kafka producer failed for good"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_gives_503_with_retry_after() {
     let cluster = MockCluster::new(1).unwrap();
