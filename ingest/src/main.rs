@@ -609,15 +609,18 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
         let _ = tokio::task::spawn_blocking(move || events.flush(Duration::from_secs(30))).await;
     }
     tracing::info!("front door stopped");
-    if let Some(error) = failed {
-        return Err(format!("the Kafka producer failed for good: {error}"));
+    let sink_outcome = match sink {
+        Some(sink) => {
+            // The sink reads on to the end of its partitions before it publishes and stops.
+            stop_sink.store(true, Ordering::Relaxed);
+            sink_outcome(tokio::task::spawn_blocking(move || sink.join()).await)
+        }
+        None => Ok(()),
+    };
+    match failed {
+        Some(error) => Err(format!("the Kafka producer failed for good: {error}")),
+        None => sink_outcome,
     }
-    if let Some(sink) = sink {
-        // The sink reads on to the end of its partitions before it publishes and stops.
-        stop_sink.store(true, Ordering::Relaxed);
-        return sink_outcome(tokio::task::spawn_blocking(move || sink.join()).await);
-    }
-    Ok(())
 }
 
 /// `/metrics` (the sink's counters, Prometheus text) and `/healthz` for `gatehouse sink`.
