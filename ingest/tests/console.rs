@@ -815,6 +815,18 @@ async fn rules_crud_validation_versions_and_restart() {
         )
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
+    // A rule's id salts its bucketing and addresses it: a second rule may not reuse one.
+    let gate = front.get("/console/v1/gates/staff_gate", ADMIN).await;
+    let taken = gate.body["data"]["rules"][0]["id"].clone();
+    let copied = front
+        .post(
+            "/console/v1/gates/staff_gate/rules",
+            ADMIN,
+            json!({"name": "copy", "id": taken, "conditions": [{"type": "public"}]}),
+        )
+        .await;
+    assert_eq!(copied.status, StatusCode::BAD_REQUEST, "{:?}", copied.body);
+    assert_eq!(copied.body["errors"][0]["property"], "id");
     let beta = json!({"userID": "b", "custom": {"beta": true}});
     assert_eq!(
         front.gate(key, "staff_gate", beta.clone()).await.1,

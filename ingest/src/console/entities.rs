@@ -203,11 +203,13 @@ pub(super) async fn entity_route(
                         "this segment has no rules (id_list)",
                     )
                 })?;
-                if rules.iter().any(|r| r["name"] == rule["name"]) {
-                    return Err(ConsoleError::invalid(vec![FieldError {
-                        property: "name".into(),
-                        error: "duplicate rule name".into(),
-                    }]));
+                for field in ["name", "id"] {
+                    if rules.iter().any(|r| r[field] == rule[field]) {
+                        return Err(ConsoleError::invalid(vec![FieldError {
+                            property: field.into(),
+                            error: format!("duplicate rule {field}"),
+                        }]));
+                    }
                 }
                 rules.push(rule);
                 Ok(Some(doc))

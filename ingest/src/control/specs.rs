@@ -319,7 +319,10 @@ pub fn rules(value: Option<&Value>, old: Option<&Value>, with_value: bool) -> Ch
     };
     let old_rules = old.and_then(Value::as_array).cloned().unwrap_or_default();
     let mut out = Vec::with_capacity(list.len());
-    let mut seen = std::collections::HashSet::new();
+    let (mut names, mut ids) = (
+        std::collections::HashSet::new(),
+        std::collections::HashSet::new(),
+    );
     for (i, rule) in list.iter().enumerate() {
         out.push(one_rule(
             rule,
@@ -328,8 +331,13 @@ pub fn rules(value: Option<&Value>, old: Option<&Value>, with_value: bool) -> Ch
             with_value,
         )?);
         let name = out[i]["name"].as_str().unwrap_or_default().to_owned();
-        if !seen.insert(name) {
+        if !names.insert(name) {
             return Err(bad(format!("rules[{i}].name"), "duplicate rule name"));
+        }
+        // Rule ids salt the rules' bucketing and address them (`…/rules/{id}`).
+        let id = out[i]["id"].as_str().unwrap_or_default().to_owned();
+        if !ids.insert(id) {
+            return Err(bad(format!("rules[{i}].id"), "duplicate rule id"));
         }
     }
     Ok(Value::Array(out))
@@ -354,9 +362,12 @@ pub fn one_rule(rule: &Value, path: &str, old_rules: &[Value], with_value: bool)
             )
         })?,
     };
+    // An empty id is no id (Statsig's own Terraform provider sends `"id": ""` for a new
+    // rule): it would salt the rule's bucketing with "" and leave it unaddressable.
     let id = rule
         .get("id")
         .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
         .map(str::to_owned)
         .or_else(|| {
             old_rules
@@ -951,6 +962,23 @@ mod tests {
         assert_eq!(first["_salt"], second["_salt"]);
         assert_eq!(first["rules"][0]["id"], second["rules"][0]["id"]);
         assert!(public_view(&second).get("_salt").is_none());
+    }
+
+    #[test]
+    fn an_empty_rule_id_is_no_id_and_ids_are_unique() {
+        let rule = |name: &str, id: &str| json!({"name": name, "id": id, "conditions": [{"type": "public", "operator": "", "targetValue": null}]});
+        let body = json!({"rules": [rule("a", ""), rule("b", "")]});
+        let first = normalize(Kind::Gate, "g", &body, None).unwrap();
+        let ids = |doc: &Value| [0, 1].map(|i| doc["rules"][i]["id"].as_str().unwrap().to_owned());
+        let [a, b] = ids(&first);
+        assert!(!a.is_empty() && !b.is_empty() && a != b, "{a:?} {b:?}");
+        // Sent again with empty ids (as a client that never read them back would), the
+        // rules keep theirs by name.
+        let second = normalize(Kind::Gate, "g", &body, Some(&first)).unwrap();
+        assert_eq!(ids(&second), [a.clone(), b]);
+        let body = json!({"rules": [rule("a", &a), rule("c", &a)]});
+        let err = normalize(Kind::Gate, "g", &body, Some(&first)).unwrap_err();
+        assert_eq!(err[0].property, "rules[1].id");
     }
 
     #[test]
