@@ -669,6 +669,63 @@ async fn rotation_replaces_the_secret_and_keeps_the_key() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Statsig's documented create-gate example is taken as it stands (its conditions naming
+/// other gates and segments aside: those must exist here); its metadata comes back, and a
+/// gate read and written back whole, server-set fields included, is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsigs_documented_gate_body_is_accepted() {
+    let dir = temp_dir("console-statsig-body");
+    let front = Front::start(&as_strs(&state_dir_args(&dir))).await;
+    let body = json!({"name": "a_verbose_gate", "idType": "userID", "isEnabled": true,
+        "description": "helpful summary of what this gate does",
+        "lastModifierName": "CONSOLE API", "lastModifierID": "5rfuqoxLIYTscuSaaCOlB8",
+        "targetApps": [], "team": "team",
+        "rules": [{"name": "All Conditions", "passPercentage": 100, "environment": null,
+            "conditions": [{"type": "public"},
+                {"type": "user_id", "targetValue": ["111", "222"], "operator": "any"},
+                {"type": "email", "targetValue": ["@outlook.com", "@gmail.com"], "operator": "str_contains_any"},
+                {"type": "custom_field", "targetValue": 31, "operator": "gt", "field": "age"},
+                {"type": "app_version", "targetValue": "1.1.1", "operator": "version_gt"},
+                {"type": "time", "targetValue": 1643070357193_u64, "operator": "after"}]}],
+        "checksPerHour": 0, "tags": [], "monitoringMetrics": [{"name": "dau", "type": "user"}]});
+    let created = front.post("/console/v1/gates", ADMIN, body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let user = |id: &str| json!({"userID": id, "email": "a@gmail.com", "appVersion": "1.2.0", "custom": {"age": 40}});
+    assert_eq!(
+        front
+            .gate("secret-seeded", "a_verbose_gate", user("111"))
+            .await
+            .1,
+        json!(true)
+    );
+    assert_eq!(
+        front
+            .gate("secret-seeded", "a_verbose_gate", user("333"))
+            .await
+            .1,
+        json!(false)
+    );
+
+    let read = front.get("/console/v1/gates/a_verbose_gate", ADMIN).await;
+    assert_eq!(read.body["data"]["team"], "team");
+    assert_eq!(read.body["data"]["monitoringMetrics"][0]["name"], "dau");
+    assert!(read.body["data"].get("checksPerHour").is_none());
+    let mut whole = read.body["data"].clone();
+    whole["description"] = "edited".into();
+    let written = front
+        .post("/console/v1/gates/a_verbose_gate", ADMIN, whole)
+        .await;
+    assert_eq!(written.status, StatusCode::OK, "{:?}", written.body);
+    assert_eq!(
+        (
+            &written.body["data"]["description"],
+            &written.body["data"]["team"]
+        ),
+        (&json!("edited"), &json!("team"))
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// `PATCH /console/v1/keys/{id}/rotate` with the admin key.
 async fn rotate(front: &Front, id: &str) -> Answer {
     let path = format!("/console/v1/keys/{id}/rotate");

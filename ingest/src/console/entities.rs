@@ -108,14 +108,12 @@ pub(super) async fn entity_route(
             );
             modify(control, req, &write()?, kind, id, done, |old| {
                 let mut body = body_object(req)?;
-                drop_read_only(&mut body);
                 if *method == Method::PATCH {
                     // Partial update: the fields sent replace the stored ones.
                     let mut merged = specs::public_view(&old)
                         .as_object()
                         .cloned()
                         .unwrap_or_default();
-                    drop_read_only(&mut merged);
                     merged.extend(body);
                     body = merged;
                 }
@@ -522,21 +520,6 @@ impl Done<'_> {
             status,
             message,
         }
-    }
-}
-
-/// Fields the API shows but that only their own endpoints change.
-fn drop_read_only(body: &mut Map<String, Value>) {
-    for field in [
-        "version",
-        "lastModifiedTime",
-        "lastModifierID",
-        "isActive",
-        "status",
-        "launchedGroupID",
-        "overrides",
-    ] {
-        body.remove(field);
     }
 }
 

@@ -114,16 +114,98 @@ fn kind_fields(kind: Kind) -> &'static [&'static str] {
 
 const COMMON_FIELDS: [&str; 5] = ["id", "name", "description", "idType", "tags"];
 
+/// Statsig's fields that Gatehouse keeps as sent and shows back, but that evaluation never
+/// reads (ownership, monitoring, analysis settings). Clients written against Statsig's API
+/// send them (its documented examples do, its Terraform provider always sends an
+/// experiment's metrics): refusing them would refuse the whole write.
+fn kept_fields(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Gate => &[
+            "team",
+            "owner",
+            "creatorID",
+            "creatorEmail",
+            "type",
+            "measureMetricLifts",
+            "monitoringMetrics",
+            "holdoutIDs",
+            "reviewSettings",
+        ],
+        Kind::DynamicConfig | Kind::Segment | Kind::Layer => {
+            &["team", "owner", "creatorID", "creatorEmail", "holdoutIDs"]
+        }
+        Kind::Experiment => &[
+            "team",
+            "owner",
+            "creatorID",
+            "creatorEmail",
+            "links",
+            "primaryMetrics",
+            "secondaryMetrics",
+            "primaryMetricTags",
+            "secondaryMetricTags",
+            "duration",
+            "targetExposures",
+            "defaultConfidenceInterval",
+            "bonferroniCorrection",
+            "bonferroniCorrectionPerMetric",
+            "benjaminiHochbergPerMetric",
+            "benjaminiHochbergPerVariant",
+            "benjaminiPrimaryMetricsOnly",
+            "sequentialTesting",
+            "allocationDuration",
+            "analysisEndTime",
+            "analyticsType",
+            "assignmentSourceExperimentName",
+            "assignmentSourceName",
+            "cohortWaitUntilEndToInclude",
+            "cohortedAnalysisDuration",
+            "cohortedMetricsMatureAfterEnd",
+            "fixedAnalysisDuration",
+            "isAnalysisOnly",
+            "scheduledReloadHour",
+            "scheduledReloadType",
+            "secondaryIDType",
+        ],
+        Kind::Key => &[],
+    }
+}
+
+/// Fields answers carry that only the server sets (or only their own endpoints change:
+/// status, overrides): ignored in a write, so an entity read, edited and written back
+/// whole is accepted.
+const SERVER_SET: [&str; 14] = [
+    "version",
+    "lastModifiedTime",
+    "lastModifierID",
+    "lastModifierName",
+    "lastModifierEmail",
+    "createdTime",
+    "creatorName",
+    "permalink",
+    "checksPerHour",
+    "typeReason",
+    "isActive",
+    "status",
+    "launchedGroupID",
+    "overrides",
+];
+
 /// Checks a create or full-update body and returns the document to store. `existing` (an
 /// update) lends its internal fields, status and rule ids; `name` is the entity's name.
 pub fn normalize(kind: Kind, name: &str, body: &Value, existing: Option<&Value>) -> Checked<Value> {
     let Value::Object(body) = body else {
         return Err(bad("", "the body must be a JSON object"));
     };
-    for field in body.keys() {
-        if !COMMON_FIELDS.contains(&field.as_str()) && !kind_fields(kind).contains(&field.as_str())
-        {
-            return Err(bad(field.as_str(), "unknown field"));
+    for field in body.keys().map(String::as_str) {
+        let known = [
+            &COMMON_FIELDS[..],
+            kind_fields(kind),
+            kept_fields(kind),
+            &SERVER_SET,
+        ];
+        if !known.iter().any(|fields| fields.contains(&field)) {
+            return Err(bad(field, "unknown field"));
         }
     }
     check_name(name)?;
@@ -136,7 +218,10 @@ pub fn normalize(kind: Kind, name: &str, body: &Value, existing: Option<&Value>)
         }
     }
     let old = |field: &str| existing.and_then(|e| e.get(field)).cloned();
-    let mut doc = Map::new();
+    let mut doc: Map<String, Value> = kept_fields(kind)
+        .iter()
+        .filter_map(|&field| Some((field.to_owned(), body.get(field)?.clone())))
+        .collect();
     doc.insert("id".into(), name.into());
     doc.insert("name".into(), name.into());
     doc.insert(
@@ -613,12 +698,26 @@ fn groups(value: Option<&Value>, old: Option<&Value>) -> Checked<Value> {
                 ))
             }
         };
+        // Statsig can disable a group (its units get the control's values); Gatehouse has
+        // no such state, and ignoring the flag would bucket units into it.
+        if g.get("disabled").and_then(Value::as_bool) == Some(true) {
+            return Err(bad(
+                format!("groups[{i}].disabled"),
+                "disabling a group is not supported; give it size 0",
+            ));
+        }
         let id = old
             .iter()
             .find(|o| o["name"] == name)
             .and_then(|o| o["id"].as_str().map(str::to_owned))
             .unwrap_or_else(super::new_id);
-        out.push(json!({"id": id, "name": name, "size": size, "parameterValues": params}));
+        let mut group = json!({"id": id, "name": name, "size": size, "parameterValues": params});
+        for kept in ["description", "foreignGroupID"] {
+            if let Some(value) = g.get(kept) {
+                group[kept] = value.clone();
+            }
+        }
+        out.push(group);
     }
     if (total - 100.0).abs() > 1e-6 {
         return Err(bad("groups", format!("sizes add up to {total}, not 100")));
@@ -979,6 +1078,46 @@ mod tests {
         let body = json!({"rules": [rule("a", &a), rule("c", &a)]});
         let err = normalize(Kind::Gate, "g", &body, Some(&first)).unwrap_err();
         assert_eq!(err[0].property, "rules[1].id");
+    }
+
+    /// Statsig's documented create-gate example, and a body as its Terraform provider sends
+    /// an experiment: their metadata is kept and shown back, what only a server sets is
+    /// ignored, and a field Statsig does not have is still refused.
+    #[test]
+    fn statsig_shaped_bodies_are_taken_whole() {
+        let gate = json!({"name": "a_verbose_gate", "idType": "userID", "isEnabled": false,
+            "description": "helpful summary", "lastModifierName": "CONSOLE API",
+            "lastModifierID": "5rfuqoxLIYTscuSaaCOlB8", "targetApps": ["my_app"], "team": "team",
+            "rules": [{"name": "All Conditions", "passPercentage": 10, "environment": null,
+                "conditions": [{"type": "public"},
+                    {"type": "user_id", "targetValue": ["111", "222"], "operator": "any"}]}],
+            "checksPerHour": 0, "tags": [], "monitoringMetrics": [{"name": "dau", "type": "user"}]});
+        let doc = normalize(Kind::Gate, "a_verbose_gate", &gate, None).unwrap();
+        assert_eq!(doc["team"], "team");
+        assert_eq!(doc["monitoringMetrics"], gate["monitoringMetrics"]);
+        assert_eq!(doc["isEnabled"], false);
+        for server_set in ["lastModifierName", "lastModifierID", "checksPerHour"] {
+            assert!(doc.get(server_set).is_none(), "{server_set} stored");
+        }
+        let experiment = json!({"name": "e", "allocation": 100.0, "bonferroniCorrection": false,
+            "description": "", "hypothesis": "", "idType": "userID", "links": [],
+            "primaryMetricTags": [], "secondaryMetricTags": [], "secondaryMetrics": [],
+            "primaryMetrics": [{"name": "dau", "type": "user", "direction": "increase"}],
+            "status": "active",
+            "groups": [{"name": "control", "size": 50, "parameterValues": {}, "description": "c"},
+                       {"name": "test", "size": 50, "parameterValues": {}}]});
+        let doc = normalize(Kind::Experiment, "e", &experiment, None).unwrap();
+        assert_eq!(doc["primaryMetrics"], experiment["primaryMetrics"]);
+        assert_eq!(doc["groups"][0]["description"], "c");
+        assert_eq!(doc["status"], "setup", "a start is its own endpoint");
+        let mut disabled = experiment.clone();
+        disabled["groups"][1]["disabled"] = true.into();
+        let err = normalize(Kind::Experiment, "e", &disabled, None).unwrap_err();
+        assert_eq!(err[0].property, "groups[1].disabled");
+        let mut typo = gate.clone();
+        typo["teem"] = "x".into();
+        let err = normalize(Kind::Gate, "a_verbose_gate", &typo, None).unwrap_err();
+        assert_eq!(err[0].property, "teem");
     }
 
     #[test]
