@@ -122,6 +122,7 @@ fn kept_fields(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Gate => &[
             "team",
+            "teamID",
             "owner",
             "creatorID",
             "creatorEmail",
@@ -131,11 +132,17 @@ fn kept_fields(kind: Kind) -> &'static [&'static str] {
             "holdoutIDs",
             "reviewSettings",
         ],
-        Kind::DynamicConfig | Kind::Segment | Kind::Layer => {
-            &["team", "owner", "creatorID", "creatorEmail", "holdoutIDs"]
-        }
+        Kind::DynamicConfig | Kind::Segment | Kind::Layer => &[
+            "team",
+            "teamID",
+            "owner",
+            "creatorID",
+            "creatorEmail",
+            "holdoutIDs",
+        ],
         Kind::Experiment => &[
             "team",
+            "teamID",
             "owner",
             "creatorID",
             "creatorEmail",
