@@ -122,6 +122,18 @@ impl FoundKey {
         view
     }
 
+    /// A deactivated key is read, never changed: 409.
+    fn ensure_active(&self) -> Result<(), ConsoleError> {
+        if self.doc["status"] == "active" {
+            Ok(())
+        } else {
+            Err(ConsoleError::new(
+                StatusCode::CONFLICT,
+                "the key is deactivated",
+            ))
+        }
+    }
+
     /// Stores the changed document as `action` by `actor` (`If-Match` honoured) and takes
     /// its new version.
     async fn store(
@@ -388,12 +400,7 @@ pub(super) async fn update_key(
             error: "a key's type cannot change; create a new key".into(),
         }]));
     }
-    if found.doc["status"] != "active" {
-        return Err(ConsoleError::new(
-            StatusCode::CONFLICT,
-            "the key is deactivated",
-        ));
-    }
+    found.ensure_active()?;
     key_grants(&body, &mut found.doc, false)?;
     found.store(control, req, &actor.id, "update").await?;
     let updated = "Key updated successfully.";
@@ -446,13 +453,8 @@ pub(super) async fn rotate_key(
 ) -> Answer {
     let actor = auth(state, req, Access::ManageKeys)?;
     let mut found = find_key(state, control, id)?;
+    found.ensure_active()?;
     let doc = &mut found.doc;
-    if doc["status"] != "active" {
-        return Err(ConsoleError::new(
-            StatusCode::CONFLICT,
-            "the key is deactivated",
-        ));
-    }
     let (record, _) = control::key_record(doc)
         .ok_or_else(|| ConsoleError::new(StatusCode::INTERNAL_SERVER_ERROR, "unreadable key"))?;
     let raw = new_secret(record.kind);
