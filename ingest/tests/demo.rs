@@ -3,10 +3,10 @@
 //! a key and an ID list at work.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::{free_port, raw_request, wait_until_listening};
+use common::{free_port, raw_request, wait_for_exit, wait_until_listening};
 
 fn check_gate(port: u16, key: &str, user_id: &str) -> String {
     let body =
@@ -48,13 +48,10 @@ fn up_alone_serves_the_demo_specs_keys_and_id_list() {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gatehouse up did not stop");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_exit(
+        &mut child,
+        Duration::from_secs(60),
+        "gatehouse up did not stop",
+    );
     let _ = std::fs::remove_dir_all(&data);
 }

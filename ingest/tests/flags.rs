@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{free_port, raw_request, wait_until_listening};
+use common::{free_port, raw_request, wait_for_exit, wait_until_listening};
 
 const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/specs.json");
 
@@ -344,17 +344,8 @@ fn bad_values_stop_the_server_naming_the_flag() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{flags:?}: the server started");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let started = format!("{flags:?}: the server started");
+        let status = wait_for_exit(&mut child, Duration::from_secs(20), &started);
         assert!(!status.success(), "{flags:?}");
         let mut stderr = String::new();
         child

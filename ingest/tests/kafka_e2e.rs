@@ -436,17 +436,11 @@ fn a_fatal_producer_error_stops_the_binary_with_status_1() {
 
     break_the_producers_sequence(&cluster);
     assert!(gate().starts_with("HTTP/1.1 200"), "evaluation answers on");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = door.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = door.kill();
-            panic!("gatehouse did not stop after a fatal producer error");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_for_exit(
+        &mut door,
+        Duration::from_secs(15),
+        "gatehouse did not stop after a fatal producer error",
+    );
     let mut log = String::new();
     door.stderr
         .take()

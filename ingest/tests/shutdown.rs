@@ -6,12 +6,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 mod common;
-use common::{free_port, raw_request, wait_until_listening};
+use common::{free_port, raw_request, wait_for_exit, wait_until_listening};
 
 fn request(port: u16, path: &str, body: &str) -> String {
     raw_request(
@@ -99,14 +99,11 @@ fn sigterm_answers_in_flight_requests_and_flushes_every_exposure_to_parquet() {
         "in-flight request: {answer:?}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "gatehouse up did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_for_exit(
+        &mut child,
+        Duration::from_secs(60),
+        "gatehouse up did not stop",
+    );
     assert!(status.success(), "{status}");
     assert_eq!(parquet_rows(&data.join("exposures")), 301);
     let _ = std::fs::remove_dir_all(&data);

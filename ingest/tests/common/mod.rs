@@ -192,6 +192,26 @@ pub fn wait_until_listening(port: u16, what: &str) {
     }
 }
 
+/// Waits until `child` exits and returns its status; past `within`, kills it and fails the
+/// test with `what` (what should have ended it).
+pub fn wait_for_exit(
+    child: &mut std::process::Child,
+    within: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// One raw HTTP/1.1 request (`connection: close`) to a `gatehouse` process on `port`: the
 /// whole answer, status line, headers and body, as text. A server that never answers fails
 /// the test instead of hanging it.
