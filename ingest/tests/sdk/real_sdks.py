@@ -13,9 +13,10 @@ and as its browser build in headless Chromium on a page of another origin (js/br
 CORS, `se=1` bodies, the preflight its `/v1/rgstr` headers cost, gzip from the browser's
 CompressionStream). Its values must equal the server API's, and no request may fail.
 
-Statsig's Go SDK (github.com/statsig-io/go-sdk, go/main.go) and Java SDK (com.statsig:
-serversdk, java/SdkCheck.java) evaluate with the legacy algorithm, which differs from the core
-SDK's in places (operators Go lacks, target apps, number handling): each must answer the same
+Statsig's Go SDK (github.com/statsig-io/go-sdk, go/main.go), Java SDK (com.statsig:
+serversdk, java/SdkCheck.java) and legacy Node SDK (statsig-node, js/statsig_node.mjs) evaluate
+with the legacy algorithm, which differs from the core SDK's in places (operators Go lacks,
+target apps, number handling): each must answer the same
 from Gatehouse's `/v1/download_config_specs` and ID lists as from the ruleset file and lists
 served as they are by a plain reference server, and its flushed event must arrive in Kafka.
 
@@ -245,7 +246,7 @@ def java_command(work):
 
 
 def legacy_sdk_runs(command, bases, cases, marker):
-    """A legacy-algorithm SDK check (`command`: go/ or java/) evaluating every case from each
+    """A legacy-algorithm SDK check (`command`: go/, java/ or js/statsig_node.mjs) evaluating every case from each
     server in `bases`."""
     results = []
     with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
@@ -501,7 +502,8 @@ def main():
                         if failed <= 10:
                             print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
         print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
-        for label, command in (("Go SDK", go_command(work)), ("Java SDK", java_command(work))):
+        for label, command in (("Go SDK", go_command(work)), ("Java SDK", java_command(work)),
+                               ("statsig-node", ["node", os.path.join(JS_DIR, "statsig_node.mjs")])):
             sdk_passed, sdk_failed = legacy_sdk_check(label, command, base, v1, lists_dir, cases, marker)
             passed, failed = passed + sdk_passed, failed + sdk_failed
         lists_passed, lists_failed = changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker)
@@ -519,7 +521,7 @@ def main():
             js_events = ("sdk_check_js", "sdk_check_browser", "sdk_check_browser_gzip")
             arrived = read_events(brokers, events_topic,
                                   {"sdk_check_core", "sdk_check_legacy", "sdk_check_node_core", "sdk_check_go", "sdk_check_java",
-                                   *js_events})
+                                   "sdk_check_statsig_node", *js_events})
             js_user = js_users(cases)[0]
             js_unit = js_user.get("userID") or js_user["customIDs"]["stableID"]
             for name, user_id, sdk_type in (("sdk_check_core", "core-user", "statsig-server-core-python"),
@@ -527,6 +529,7 @@ def main():
                                             ("sdk_check_java", "java-user", "java-server"),
                                             ("sdk_check_legacy", "legacy-user", "py-server"),
                                             ("sdk_check_node_core", "node-core-user", "statsig-server-core-node"),
+                                            ("sdk_check_statsig_node", "statsig-node-user", "statsig-node"),
                                             *((name, js_unit, "javascript-client") for name in js_events)):
                 event = arrived.get(name)
                 ok = (event is not None and event["value"] == marker and event["unit_id"] == user_id
