@@ -102,6 +102,15 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     client_keys: Vec<String>,
+    /// Client key (client-…) that may also download the whole ruleset, as Statsig's
+    /// `client_download_config_specs` scope allows: for client SDKs that evaluate on the
+    /// device (`@statsig/js-on-device-eval-client`); repeatable.
+    #[arg(
+        long = "client-specs-key",
+        env = "GATEHOUSE_CLIENT_SPECS_KEYS",
+        value_delimiter = ','
+    )]
+    client_specs_keys: Vec<String>,
     /// Console key (console-…); repeatable.
     #[arg(
         long = "console-key",
@@ -476,24 +485,28 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
         )
     });
     let keys = Arc::new(ingest::keys::KeyStore::default());
-    for (list, expected) in [
-        (&args.server_keys, "secret-"),
-        (&args.client_keys, "client-"),
-        (&args.console_keys, "console-"),
+    // A console key given at start-up is the bootstrap administrator.
+    for (list, flag, expected, scopes) in [
+        (&args.server_keys, "--server-key", "secret-", &[][..]),
+        (&args.client_keys, "--client-key", "client-", &[]),
+        (
+            &args.client_specs_keys,
+            "--client-specs-key",
+            "client-",
+            &["client_download_config_specs"],
+        ),
+        (
+            &args.console_keys,
+            "--console-key",
+            "console-",
+            &["omni_read_write", "can_access_keys"],
+        ),
     ] {
         for key in list.iter().filter(|k| !k.is_empty()) {
             if !key.starts_with(expected) {
-                return Err(format!(
-                    "a key given as {expected}… must start with {expected}"
-                ));
+                return Err(format!("{flag}: a key must start with {expected}"));
             }
-            // A console key given at start-up is the bootstrap administrator.
-            let scopes = if expected == "console-" {
-                vec!["omni_read_write".to_owned(), "can_access_keys".to_owned()]
-            } else {
-                Vec::new()
-            };
-            let record = keys.insert(key, scopes, None)?;
+            let record = keys.insert(key, scopes.iter().map(|s| s.to_string()), None)?;
             tracing::info!(key_id = %record.id, kind = ?record.kind, "key loaded");
         }
     }

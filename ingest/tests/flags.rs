@@ -1,8 +1,9 @@
 //! Flags of the real binary that in-process tests cannot reach: the body limits
 //! (`--max-body-bytes`, `--max-decoded-body-bytes`), what slow or many clients get
 //! (`--read-timeout-secs`, `--max-connections`), the browser origins (`--cors-origins`) and
-//! the log format (`--log-format`) reach the server they configure, bad values stop it with a
-//! message naming the flag, and SDK exceptions reach the log.
+//! the log format (`--log-format`) and client keys that may download the ruleset
+//! (`--client-specs-key`) reach the server they configure, bad values stop it with a message
+//! naming the flag, and SDK exceptions reach the log.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -328,6 +329,43 @@ fn exceptions_reported_with_a_known_key_are_logged() {
 }
 
 #[test]
+fn only_a_client_specs_key_downloads_the_ruleset_among_client_keys() {
+    let (_server, port) = start(&["--client-specs-key", "client-on-device"]);
+    let dcs = |key: &str| {
+        request(
+            port,
+            "GET",
+            &format!("/v1/download_config_specs?k={key}"),
+            &[],
+            b"",
+        )
+    };
+    let allowed = dcs("client-on-device");
+    assert!(allowed.starts_with("http/1.1 200"), "{allowed}");
+    assert!(allowed.contains("\"feature_gates\""), "{allowed}");
+    let refused = dcs("client-flags");
+    assert!(refused.starts_with("http/1.1 403"), "{refused}");
+    // It is a client key in every other way: initialize, not the server-only endpoints.
+    let initialize = "/v1/initialize?k=client-on-device";
+    let body = br#"{"user":{"userID":"u1"}}"#;
+    assert!(request(port, "POST", initialize, &[], body).starts_with("http/1.1 200"));
+
+    let port = free_port();
+    let child = gatehouse(port, &[])
+        .env("GATEHOUSE_CLIENT_SPECS_KEYS", "client-env-a,client-env-b")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Running(child);
+    wait_until_listening(port, "gatehouse serve");
+    for key in ["client-env-a", "client-env-b"] {
+        let path = format!("/v1/download_config_specs?k={key}");
+        assert!(request(port, "GET", &path, &[], b"").starts_with("http/1.1 200"));
+    }
+}
+
+#[test]
 fn bad_values_stop_the_server_naming_the_flag() {
     for (flags, message) in [
         (
@@ -338,6 +376,10 @@ fn bad_values_stop_the_server_naming_the_flag() {
         (&["--max-body-bytes", "0"], "--max-body-bytes"),
         (&["--read-timeout-secs", "0"], "--read-timeout-secs"),
         (&["--max-connections", "0"], "--max-connections"),
+        (
+            &["--client-specs-key", "secret-x"],
+            "--client-specs-key: a key must start with client-",
+        ),
     ] {
         let mut child = gatehouse(0, flags)
             .stdout(Stdio::null())

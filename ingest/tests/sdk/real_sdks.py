@@ -8,6 +8,10 @@ Gatehouse's own `/v1/check_gate`, `/v1/get_config` and `/v1/get_layer` give for 
 users. Where the two SDKs are known to disagree (tests/data conformance vectors record it),
 the legacy SDK is compared only on specs where it agrees with the core SDK.
 
+`@statsig/js-on-device-eval-client` (js/on_device.mjs), with a client key that may download the
+ruleset, must answer every case from Gatehouse's `/v1/download_config_specs` as from the
+ruleset file served as it is.
+
 `@statsig/js-client` initializes from `/v1/initialize` twice: under Node (js/js_client.mjs)
 and as its browser build in headless Chromium on a page of another origin (js/browser.mjs:
 CORS, `se=1` bodies, the preflight its `/v1/rgstr` headers cost, gzip from the browser's
@@ -50,6 +54,9 @@ import urllib.request
 
 SECRET = "secret-real-sdk-test"
 CLIENT = "client-real-sdk-test"
+# A client key that may download the ruleset (client_download_config_specs), for on-device
+# evaluation.
+CLIENT_SPECS = "client-real-sdk-on-device"
 JS_USERS = 25
 JS_DIR = os.path.join(os.path.dirname(__file__), "js")
 GO_DIR = os.path.join(os.path.dirname(__file__), "go")
@@ -245,15 +252,15 @@ def java_command(work):
     return ["java", "-cp", f"{out_dir}{os.pathsep}{classpath}", "SdkCheck"]
 
 
-def legacy_sdk_runs(command, bases, cases, marker):
-    """A legacy-algorithm SDK check (`command`: go/, java/ or js/statsig_node.mjs) evaluating every case from each
-    server in `bases`."""
+def sdk_runs(command, bases, cases, marker, key=SECRET):
+    """An SDK check that evaluates on its own (`command`: go/, java/, js/statsig_node.mjs,
+    js/on_device.mjs) run on every case from each server in `bases`, with `key`."""
     results = []
     with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
         json.dump([{"user": c["user"], "names": names_of(c)} for c in cases], f)
         f.flush()
         for base in bases:
-            out = subprocess.run([*command, base, SECRET, f.name, marker], capture_output=True, text=True,
+            out = subprocess.run([*command, base, key, f.name, marker], capture_output=True, text=True,
                                  timeout=300)
             if out.returncode != 0:
                 sys.exit(f"{command[-1]} failed:\n{out.stderr[-4000:]}")
@@ -302,7 +309,7 @@ def legacy_sdk_check(label, command, base, v1, lists_dir, cases, marker):
     """A legacy-algorithm SDK answers alike from gatehouse and from the reference server, and on
     the ID-list gates as gatehouse's API does for users with the gate's unit id (elsewhere its
     algorithm may differ from the core's)."""
-    ours_run, reference_run = legacy_sdk_runs(command, [base, reference_server(v1, lists_dir)], cases, marker)
+    ours_run, reference_run = sdk_runs(command, [base, reference_server(v1, lists_dir)], cases, marker)
     print(f"{label} initialized from gatehouse /v1/download_config_specs: {ours_run['initialized']}, "
           f"from the reference server: {reference_run['initialized']}")
     passed = failed = same_as_api = compared = 0
@@ -329,6 +336,22 @@ def legacy_sdk_check(label, command, base, v1, lists_dir, cases, marker):
           f"on the ID-list gates, for users with the unit id, {same_as_api} of {compared} equal gatehouse's API")
     ok = ours_run["initialized"] and reference_run["initialized"] and same_as_api == compared and compared > 0
     return passed + ok, failed + (not ok)
+
+
+def on_device_check(base, v1, lists_dir, cases, marker):
+    """@statsig/js-on-device-eval-client, with a client key holding client_download_config_specs,
+    downloads the whole ruleset from gatehouse and must answer every case as it does from the
+    ruleset served as it is. Its own evaluator differs from the core SDK's (docs/sdks.md), so it
+    is not compared with Gatehouse's API."""
+    command = ["node", os.path.join(JS_DIR, "on_device.mjs")]
+    ours, reference = sdk_runs(command, [base, reference_server(v1, lists_dir)], cases, marker, CLIENT_SPECS)
+    alike = sum(a == b for case_ours, case_ref in zip(ours["answers"], reference["answers"])
+                for a, b in zip(case_ours, case_ref))
+    total = sum(len(names_of(c)) for c in cases)
+    print(f"js-on-device-eval-client initialized from gatehouse /v1/download_config_specs: {ours['initialized']}, "
+          f"from the reference server: {reference['initialized']}; {alike} of {total} answers alike")
+    failed = (total - alike) + (not ours["initialized"]) + (not reference["initialized"])
+    return alike + ours["initialized"] + reference["initialized"], failed
 
 
 def changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker):
@@ -427,7 +450,7 @@ def main():
         cases = json.load(f)["cases"][:USERS]
     write_id_lists(lists_dir, cases, 0)
     cmd = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--specs", specs, "--server-key", SECRET,
-           "--client-key", CLIENT, "--id-lists", lists_dir, "--specs-poll-ms", "200",
+           "--client-key", CLIENT, "--client-specs-key", CLIENT_SPECS, "--id-lists", lists_dir, "--specs-poll-ms", "200",
            "--events-topic", events_topic, "--exposures-topic", events_topic + ".exposures"]
     if brokers:
         cmd += ["--kafka-brokers", brokers]
@@ -506,6 +529,8 @@ def main():
                                ("statsig-node", ["node", os.path.join(JS_DIR, "statsig_node.mjs")])):
             sdk_passed, sdk_failed = legacy_sdk_check(label, command, base, v1, lists_dir, cases, marker)
             passed, failed = passed + sdk_passed, failed + sdk_failed
+        device_passed, device_failed = on_device_check(base, v1, lists_dir, cases, marker)
+        passed, failed = passed + device_passed, failed + device_failed
         lists_passed, lists_failed = changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker)
         passed, failed = passed + lists_passed, failed + lists_failed
         for script, label in (("js_client.mjs", "js-client (Node)"),
@@ -521,7 +546,7 @@ def main():
             js_events = ("sdk_check_js", "sdk_check_browser", "sdk_check_browser_gzip")
             arrived = read_events(brokers, events_topic,
                                   {"sdk_check_core", "sdk_check_legacy", "sdk_check_node_core", "sdk_check_go", "sdk_check_java",
-                                   "sdk_check_statsig_node", *js_events})
+                                   "sdk_check_statsig_node", "sdk_check_on_device", *js_events})
             js_user = js_users(cases)[0]
             js_unit = js_user.get("userID") or js_user["customIDs"]["stableID"]
             for name, user_id, sdk_type in (("sdk_check_core", "core-user", "statsig-server-core-python"),
@@ -530,6 +555,7 @@ def main():
                                             ("sdk_check_legacy", "legacy-user", "py-server"),
                                             ("sdk_check_node_core", "node-core-user", "statsig-server-core-node"),
                                             ("sdk_check_statsig_node", "statsig-node-user", "statsig-node"),
+                                            ("sdk_check_on_device", "on-device-user", "js-on-device-eval-client"),
                                             *((name, js_unit, "javascript-client") for name in js_events)):
                 event = arrived.get(name)
                 ok = (event is not None and event["value"] == marker and event["unit_id"] == user_id
