@@ -314,11 +314,13 @@ async fn route(state: &AppState, req: Request<Incoming>) -> (&'static str, Reply
                 with_body(state, req, |r| api::download_config_specs(state, r, key, 2)).await,
             )
         }
-        ["v1", endpoint @ ("log_event" | "rgstr")] => {
-            let endpoint: &'static str = if *endpoint == "rgstr" {
-                "rgstr"
-            } else {
-                "log_event"
+        // `rgstr_b`: the legacy statsig-js client's `navigator.sendBeacon` at page close (a
+        // text/plain body, the key in `?k=`).
+        ["v1", endpoint @ ("log_event" | "rgstr" | "rgstr_b")] => {
+            let endpoint: &'static str = match *endpoint {
+                "rgstr" => "rgstr",
+                "rgstr_b" => "rgstr_b",
+                _ => "log_event",
             };
             if !only(&[Method::POST]) {
                 return (endpoint, not_allowed());

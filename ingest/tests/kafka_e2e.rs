@@ -160,6 +160,20 @@ async fn log_event_and_exposures_arrive_in_kafka() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
+    // statsig-js's beacon at page close: text/plain, key in the query, no other header.
+    let (status, _) = s
+        .call(
+            Method::POST,
+            &format!("/v1/rgstr_b?k={CLIENT}"),
+            &[("content-type", "text/plain;charset=UTF-8")],
+            json!({"events": [{"eventName": "page_close", "user": {"userID": "u4"}}],
+                   "statsigMetadata": {"sdkType": "js-client"}, "clientTime": "1767225600000"})
+            .to_string()
+            .into_bytes(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
     // The evaluation API logs an exposure; exposureLoggingDisabled suppresses it.
     let user = json!({"userID": "u7", "email": "admin7@example.com"});
     let (_, answer) = s
@@ -178,8 +192,8 @@ async fn log_event_and_exposures_arrive_in_kafka() {
         )
         .await;
 
-    let custom = consume(&brokers, &events, 3).await;
-    assert_eq!(custom.len(), 3, "custom events read back");
+    let custom = consume(&brokers, &events, 4).await;
+    assert_eq!(custom.len(), 4, "custom events read back");
     let by_name: HashMap<&str, &(String, Envelope)> = custom
         .iter()
         .map(|c| (c.1.event_name.as_str(), c))
@@ -210,8 +224,13 @@ async fn log_event_and_exposures_arrive_in_kafka() {
     );
     let (_, click) = by_name["click"];
     assert_eq!(click.sdk_type.as_deref(), Some("javascript-client"));
+    let (key, close) = by_name["page_close"];
+    assert_eq!(
+        (key.as_str(), close.sdk_type.as_deref()),
+        ("u4", Some("js-client"))
+    );
     let ids: std::collections::HashSet<_> = custom.iter().map(|c| c.1.event_id.clone()).collect();
-    assert_eq!(ids.len(), 3, "server-assigned ids are unique");
+    assert_eq!(ids.len(), 4, "server-assigned ids are unique");
 
     let exposures_read = consume(&brokers, &exposures, 2).await;
     assert_eq!(

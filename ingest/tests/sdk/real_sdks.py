@@ -15,7 +15,9 @@ ruleset file served as it is.
 `@statsig/js-client` initializes from `/v1/initialize` twice: under Node (js/js_client.mjs)
 and as its browser build in headless Chromium on a page of another origin (js/browser.mjs:
 CORS, `se=1` bodies, the preflight its `/v1/rgstr` headers cost, gzip from the browser's
-CompressionStream). Its values must equal the server API's, and no request may fail.
+CompressionStream). So does the legacy statsig-js, under Node (js/statsig_js.mjs) and in the
+same page (`STATSIG-ENCODED: 1` bodies; its events by sendBeacon to `/v1/rgstr_b`). Their
+values must equal the server API's, and no request may fail.
 
 Statsig's Go SDK (github.com/statsig-io/go-sdk, go/main.go), Java SDK (com.statsig:
 serversdk, java/SdkCheck.java) and legacy Node SDK (statsig-node, js/statsig_node.mjs) evaluate
@@ -101,8 +103,8 @@ def js_users(cases):
 
 
 def js_client(base, cases, marker, script, label):
-    """@statsig/js-client (run by `script`: under Node, or in a browser) initializes from
-    /v1/initialize; its values must equal the server API's."""
+    """@statsig/js-client or statsig-js (run by `script`: under Node, or both in a browser)
+    initializes from /v1/initialize; its values must equal the server API's."""
     users = js_users(cases)
     v1 = json.load(open(os.path.join(os.path.dirname(__file__), "../../../evaluator/tests/data/conformance_v1.json")))
     gates = [s["name"] for s in v1["feature_gates"] if s["entity"] not in ("segment", "holdout")]
@@ -121,12 +123,13 @@ def js_client(base, cases, marker, script, label):
     for request in result.get("failedRequests", []):
         failed += 1
         print(f"{label}: request failed: {request}")
-    if "bodyEncodings" in result:  # the browser: its own encodings and a preflight were used
+    if "requestKinds" in result:  # the browser: its own encodings, preflights and beacons were used
         with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
             preflights = sum(float(line.split()[-1]) for line in resp.read().decode().splitlines()
                              if line.startswith('gatehouse_requests_total{endpoint="preflight",status="204"}'))
-        used = {**result["bodyEncodings"], "preflight": preflights}
-        print(f"{label} requests with se=1, gz=1, and CORS preflights answered: {used}")
+        used = {**result["requestKinds"], "preflight": preflights}
+        print(f"{label} requests with se=1, gz=1, STATSIG-ENCODED: 1, beacons to rgstr_b, "
+              f"and CORS preflights answered: {used}")
         ok = all(n > 0 for n in used.values())
         passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
     for answer in result["answers"]:
@@ -533,8 +536,8 @@ def main():
         passed, failed = passed + device_passed, failed + device_failed
         lists_passed, lists_failed = changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker)
         passed, failed = passed + lists_passed, failed + lists_failed
-        for script, label in (("js_client.mjs", "js-client (Node)"),
-                              ("browser.mjs", "js-client (headless Chromium, cross-origin)")):
+        for script, label in (("js_client.mjs", "js-client (Node)"), ("statsig_js.mjs", "statsig-js (Node)"),
+                              ("browser.mjs", "js-client and statsig-js (headless Chromium, cross-origin)")):
             js_passed, js_failed = js_client(base, cases, marker, script, label)
             passed, failed = passed + js_passed, failed + js_failed
         core_sdk.log_event(core.StatsigUser(user_id="core-user"), "sdk_check_core", marker, {"sdk": "core"})
@@ -544,9 +547,10 @@ def main():
         statsig.shutdown()
         if brokers:
             js_events = ("sdk_check_js", "sdk_check_browser", "sdk_check_browser_gzip")
+            legacy_js_events = ("sdk_check_statsig_js", "sdk_check_statsig_js_beacon")
             arrived = read_events(brokers, events_topic,
                                   {"sdk_check_core", "sdk_check_legacy", "sdk_check_node_core", "sdk_check_go", "sdk_check_java",
-                                   "sdk_check_statsig_node", "sdk_check_on_device", *js_events})
+                                   "sdk_check_statsig_node", "sdk_check_on_device", *js_events, *legacy_js_events})
             js_user = js_users(cases)[0]
             js_unit = js_user.get("userID") or js_user["customIDs"]["stableID"]
             for name, user_id, sdk_type in (("sdk_check_core", "core-user", "statsig-server-core-python"),
@@ -556,7 +560,8 @@ def main():
                                             ("sdk_check_node_core", "node-core-user", "statsig-server-core-node"),
                                             ("sdk_check_statsig_node", "statsig-node-user", "statsig-node"),
                                             ("sdk_check_on_device", "on-device-user", "js-on-device-eval-client"),
-                                            *((name, js_unit, "javascript-client") for name in js_events)):
+                                            *((name, js_unit, "javascript-client") for name in js_events),
+                                            *((name, js_unit, "js-client") for name in legacy_js_events)):
                 event = arrived.get(name)
                 ok = (event is not None and event["value"] == marker and event["unit_id"] == user_id
                       and event["sdk_type"] == sdk_type and event["schema_version"] == 1)
