@@ -113,7 +113,7 @@ python_check real_sdks ingest/tests/sdk/real_sdks.py target/debug/gatehouse \
 step "the official Python SDKs see gates made through the console API"
 python_check console_sdk ingest/tests/sdk/console_sdk.py target/debug/gatehouse
 
-step "the sink on the real broker: kill -9, two sinks in one group, read back by DuckDB, pyarrow and Spark"
+step "the sink on the real broker: kill -9, two sinks in one group, read back by DuckDB, pyarrow, Spark and Polars"
 python_check kill_test sink/tests/kill_test.py target/debug/gatehouse
 
 step "gatehouse analyze against DuckDB and scipy over the same files"

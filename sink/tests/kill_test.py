@@ -2,7 +2,8 @@
 """The sink's core promise on a real Apache Kafka broker: kill -9 it at random points, run
 two sinks in one group across rebalances, and prove with independent readers (DuckDB and
 pyarrow) that the Parquet files hold every produced message exactly once, and that Apache
-Spark (3.5, the line most clusters run) reads every table as pyarrow does, value for value.
+Spark (3.5, the line most clusters run) and Polars read every table as pyarrow does, value
+for value.
 
 Usage: kill_test.py <gatehouse binary>   (GATEHOUSE_KAFKA_BROKERS must point at the broker)
 Prints one line per check and ends with "N passed, M failed"; exit 1 on any failure.
@@ -26,6 +27,7 @@ import uuid
 import datetime
 
 import duckdb
+import polars
 import pyarrow.dataset as ds
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -171,8 +173,8 @@ def spark():
 
 
 def plain(value):
-    """A value as both readers can be compared on: instants as naive UTC, partition dates as
-    text (pyarrow reads `dt` as a string, Spark as a date), Spark's rows as dicts."""
+    """A value as every reader can be compared on: instants as naive UTC, partition dates as
+    text (pyarrow reads `dt` as a string, Spark and Polars as a date), Spark's rows as dicts."""
     if isinstance(value, datetime.datetime):
         return value.astimezone(datetime.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
     if isinstance(value, datetime.date):
@@ -188,19 +190,30 @@ def plain(value):
     return value
 
 
-def spark_reads_as_pyarrow(label, data):
-    """Spark reads each table's files (Hive partitions discovered) to the same rows as
-    pyarrow, every column."""
-    order = ["kafka_topic", "kafka_partition", "kafka_offset"]
+def spark_rows(directory):
+    return [row.asDict() for row in spark().read.parquet(directory).collect()]
+
+
+def polars_rows(directory):
+    return polars.read_parquet(f"{directory}/**/*.parquet", hive_partitioning=True).to_dicts()
+
+
+def read_as_pyarrow(label, data):
+    """Spark and Polars read each table's files (Hive partitions discovered) to the same rows
+    as pyarrow, every column."""
+    def in_order(rows):
+        return sorted((plain(r) for r in rows), key=lambda r: (r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]))
+
     for table in ("exposures", "events", "dead_letters"):
-        frame = spark().read.parquet(f"{data}/{table}")
-        theirs = [plain(row.asDict()) for row in frame.orderBy(*order).collect()]
-        arrow = ds.dataset(f"{data}/{table}", format="parquet", partitioning="hive").to_table()
-        ours = sorted((plain(row) for row in arrow.to_pylist()), key=lambda r: [r[c] for c in order])
-        first_difference = next((f"{a} != {b}" for a, b in zip(theirs, ours) if a != b), "")
-        check(f"{label}: Spark reads {table} as pyarrow does ({len(ours)} rows, {len(frame.columns)} columns)",
-              theirs == ours and sorted(frame.columns) == sorted(arrow.column_names),
-              f"{len(theirs)} rows, columns {sorted(frame.columns)}; {first_difference[:1500]}")
+        directory = f"{data}/{table}"
+        ours = in_order(ds.dataset(directory, format="parquet", partitioning="hive").to_table().to_pylist())
+        for reader, read in (("Spark", spark_rows), ("Polars", polars_rows)):
+            theirs = in_order(read(directory))
+            first_difference = next((f"{a} != {b}" for a, b in zip(theirs, ours) if a != b), "")
+            columns = [list(rows[0]) if rows else [] for rows in (theirs, ours)]
+            check(f"{label}: {reader} reads {table} as pyarrow does ({len(ours)} rows)",
+                  theirs == ours and columns[0] == columns[1],
+                  f"{len(theirs)} rows, columns {columns}; {first_difference[:1500]}")
 
 
 def verify(label, data, expected):
@@ -229,7 +242,7 @@ def verify(label, data, expected):
     check(f"{label}: late events are filed under their own hours", hours >= 2, f"{hours} hours")
     temps = os.listdir(os.path.join(data, "_inprogress"))
     check(f"{label}: no temp file left after a clean stop", temps == [], f"{temps}")
-    spark_reads_as_pyarrow(label, data)
+    read_as_pyarrow(label, data)
 
 
 def kill_loop(workdir):
