@@ -21,7 +21,12 @@ pub const EXPOSURES_TOPIC: &str = "gatehouse.exposures";
 pub const EVENTS_TOPIC: &str = "gatehouse.events";
 
 /// One event on a Gatehouse topic.
+///
+/// `docs/events.schema.json`, the JSON Schema analytics consumers validate against or
+/// generate code from, is derived from this type (and [`Exposure`]) by a test that fails
+/// when the file is stale.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Envelope {
     /// [`SCHEMA_VERSION`] at the time of writing.
     pub schema_version: u32,
@@ -46,6 +51,7 @@ pub struct Envelope {
     /// The unit id (also the Kafka message key); `""` when the user had none.
     pub unit_id: String,
     /// The user, without `privateAttributes`.
+    #[cfg_attr(test, schemars(with = "Map<String, Value>"))]
     pub user: Value,
     /// Custom events: the event's value (string or number).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +69,7 @@ pub struct Envelope {
 
 /// The typed part of an exposure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Exposure {
     /// `gate`, `config` or `layer`.
     pub kind: String,
@@ -480,6 +487,34 @@ impl<'a> EnvelopeView<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `docs/events.schema.json` is what this build writes; `GATEHOUSE_UPDATE_SCHEMA=1 cargo
+    /// test -p gatehouse-events` rewrites it after a change to [`Envelope`].
+    #[test]
+    fn the_published_json_schema_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/events.schema.json");
+        let mut schema = serde_json::to_value(schemars::schema_for!(Envelope)).unwrap();
+        schema["title"] = json!(format!(
+            "Gatehouse Kafka message, schema_version {SCHEMA_VERSION}"
+        ));
+        schema["description"] = json!(
+            "One event on a Gatehouse Kafka topic (default gatehouse.exposures and \
+             gatehouse.events): one JSON object per message, the message key its unit_id. \
+             Documented in docs/events.md; generated from the gatehouse-events crate."
+        );
+        schema["properties"]["schema_version"]["const"] = json!(SCHEMA_VERSION);
+        // Rustdoc links read as plain code spans outside rustdoc.
+        let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        let text = text.replace("[`", "`").replace("`]", "`");
+        if std::env::var_os("GATEHOUSE_UPDATE_SCHEMA").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let published = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            published == text,
+            "{path} is stale: run GATEHOUSE_UPDATE_SCHEMA=1 cargo test -p gatehouse-events"
+        );
+    }
 
     #[test]
     fn round_trips_and_refuses_other_versions() {

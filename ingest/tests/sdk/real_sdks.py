@@ -64,6 +64,7 @@ JS_DIR = os.path.join(os.path.dirname(__file__), "js")
 GO_DIR = os.path.join(os.path.dirname(__file__), "go")
 JAVA_DIR = os.path.join(os.path.dirname(__file__), "java")
 USERS = 150
+EVENTS_SCHEMA = os.path.join(os.path.dirname(__file__), "../../../docs/events.schema.json")
 # Gates on ID lists, added to the served ruleset (name -> (operator, list, id type)).
 ID_LIST_GATES = {"idlist_user": ("in_segment_list", "beta_users", "userID"),
                  "idlist_stable": ("not_in_segment_list", "stable_blocklist", "stableID")}
@@ -417,26 +418,34 @@ def changed_id_lists(base, cases, lists_dir, core_sdk, core, statsig, marker):
     return passed, failed
 
 
-def read_events(brokers, topic, names, timeout_s=60):
-    """Custom events named in `names` from `topic`, by name."""
+def read_topic(brokers, topic, done, timeout_s=60):
+    """Messages of `topic` from the start, parsed, until `done(messages)` or the timeout, or
+    once messages stop coming for 3 s with `done` None (the whole topic)."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"sdk-test-{os.getpid()}",
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"sdk-test-{os.getpid()}-{topic}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topic])
-    found = {}
+    messages = []
     deadline = time.time() + timeout_s
+    last = time.time()
     try:
-        while time.time() < deadline and set(found) != names:
+        while time.time() < deadline and not (done(messages) if done else messages and time.time() - last > 3):
             msg = consumer.poll(1.0)
-            if msg is None or msg.error():
-                continue
-            event = json.loads(msg.value())
-            if event["event_name"] in names:
-                found[event["event_name"]] = event
+            if msg is not None and not msg.error():
+                messages.append(json.loads(msg.value()))
+                last = time.time()
     finally:
         consumer.close()
-    return found
+    return messages
+
+
+def schema_violations(messages):
+    """Messages that break the published schema (docs/events.schema.json), with why."""
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json.load(open(EVENTS_SCHEMA)))
+    return [(m, error.message) for m in messages for error in list(validator.iter_errors(m))[:1]]
 
 
 def main():
@@ -548,9 +557,10 @@ def main():
         if brokers:
             js_events = ("sdk_check_js", "sdk_check_browser", "sdk_check_browser_gzip")
             legacy_js_events = ("sdk_check_statsig_js", "sdk_check_statsig_js_beacon")
-            arrived = read_events(brokers, events_topic,
-                                  {"sdk_check_core", "sdk_check_legacy", "sdk_check_node_core", "sdk_check_go", "sdk_check_java",
-                                   "sdk_check_statsig_node", "sdk_check_on_device", *js_events, *legacy_js_events})
+            names = {"sdk_check_core", "sdk_check_legacy", "sdk_check_node_core", "sdk_check_go", "sdk_check_java",
+                     "sdk_check_statsig_node", "sdk_check_on_device", *js_events, *legacy_js_events}
+            events = read_topic(brokers, events_topic, lambda seen: names <= {e["event_name"] for e in seen})
+            arrived = {e["event_name"]: e for e in events if e["event_name"] in names}
             js_user = js_users(cases)[0]
             js_unit = js_user.get("userID") or js_user["customIDs"]["stableID"]
             for name, user_id, sdk_type in (("sdk_check_core", "core-user", "statsig-server-core-python"),
@@ -569,6 +579,17 @@ def main():
                 if not ok:
                     print(f"  {name} as read from Kafka: {json.dumps(event)}")
                 passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+            # Exposures: those the front door wrote for the API calls above and those the
+            # client SDKs sent; with every event read, all must match the published schema.
+            exposures = read_topic(brokers, events_topic + ".exposures", None)
+            sdk_sent = sum(1 for e in exposures if e.get("sdk_type") == "javascript-client")
+            broken = schema_violations(events + exposures)
+            ok = not broken and len(exposures) >= 5000 and sdk_sent > 0
+            print(f"{len(events)} events and {len(exposures)} exposures ({sdk_sent} sent by js-client) match "
+                  f"docs/events.schema.json: {ok}")
+            for message, why in broken[:3]:
+                print(f"  schema: {why}: {json.dumps(message)[:500]}")
+            passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
         else:
             print("GATEHOUSE_KAFKA_BROKERS unset: SDK event delivery not checked")
     finally:
