@@ -726,6 +726,80 @@ async fn statsigs_documented_gate_body_is_accepted() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_as_statsigs_do() {
+    let dir = temp_dir("console-pages");
+    let front = Front::start(&as_strs(&state_dir_args(&dir))).await;
+    for i in 0..5 {
+        let created = front
+            .post(
+                "/console/v1/gates",
+                ADMIN,
+                employee_gate(&format!("paged_{i}")),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    }
+    let whole = front.get("/console/v1/gates", ADMIN).await;
+    let everything = whole.body["data"].as_array().unwrap().clone();
+    assert_eq!(everything.len(), 5);
+    assert_eq!(
+        whole.body["pagination"],
+        json!({"itemsPerPage": 100, "pageNumber": 1, "totalItems": 5, "nextPage": null,
+               "previousPage": null, "all": ""})
+    );
+
+    // A client following nextPage from the first page gets every gate once, in order.
+    let mut seen = Vec::new();
+    let mut next = Some("/console/v1/gates?limit=2".to_owned());
+    let mut pages = Vec::new();
+    while let Some(path) = next {
+        let page = front.get(&path, ADMIN).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {:?}", page.body);
+        seen.extend(page.body["data"].as_array().unwrap().iter().cloned());
+        next = page.body["pagination"]["nextPage"]
+            .as_str()
+            .map(str::to_owned);
+        pages.push(page.body["pagination"].clone());
+        assert!(pages.len() <= 3, "{pages:?}");
+    }
+    assert_eq!(seen, everything);
+    assert_eq!(
+        pages[2],
+        json!({"itemsPerPage": 2, "pageNumber": 3, "totalItems": 5, "nextPage": null,
+               "previousPage": "/console/v1/gates?page=2&limit=2", "all": ""})
+    );
+    assert_eq!(pages[0]["nextPage"], "/console/v1/gates?page=2&limit=2");
+    let past_the_end = front.get("/console/v1/gates?page=4&limit=2", ADMIN).await;
+    assert_eq!(past_the_end.body["data"], json!([]));
+
+    // The audit log and an entity's versions page alike, newest first; so do keys.
+    let audit = front
+        .get("/console/v1/audit_logs?limit=1&page=2", ADMIN)
+        .await;
+    assert_eq!(audit.body["data"][0]["id"], "paged_3", "{:?}", audit.body);
+    assert_eq!(audit.body["pagination"]["totalItems"], 5);
+    let versions = front
+        .get("/console/v1/gates/paged_0/versions?limit=1", ADMIN)
+        .await;
+    assert_eq!(
+        versions.body["pagination"]["totalItems"], 1,
+        "{:?}",
+        versions.body
+    );
+    let keys = front.get("/console/v1/keys?limit=1", ADMIN).await;
+    assert_eq!(keys.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(keys.body["pagination"]["totalItems"], 2, "{:?}", keys.body);
+
+    for bad in ["limit=0", "limit=ten", "page=0", "limit=10001"] {
+        let refused = front.get(&format!("/console/v1/gates?{bad}"), ADMIN).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}");
+        let property = bad.split('=').next().unwrap();
+        assert_eq!(refused.body["errors"][0]["property"], property, "{bad}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// `PATCH /console/v1/keys/{id}/rotate` with the admin key.
 async fn rotate(front: &Front, id: &str) -> Answer {
     let path = format!("/console/v1/keys/{id}/rotate");

@@ -6,7 +6,8 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{
-    auth, body_object, commit, conflict, data, if_match, key_view, with_etag, Answer, ConsoleError,
+    auth, body_object, commit, conflict, data, if_match, key_view, paged, resource, with_etag,
+    Answer, ConsoleError,
 };
 use crate::control::specs::{self, FieldError};
 use crate::control::state::{Kind, State};
@@ -29,15 +30,19 @@ fn read_entity(control: &Control, kind: Kind, id: &str) -> Result<(Value, u64), 
     Ok((entry.doc.clone().unwrap_or_default(), entry.version))
 }
 
+/// `/console/v1/{resource}/...`; `path` is what follows `v1`.
 pub(super) async fn entity_route(
     state: &AppState,
     control: &std::sync::Arc<Control>,
     method: &Method,
     req: &Decoded,
-    kind: Kind,
-    label: &str,
-    rest: &[&str],
+    path: &[&str],
 ) -> Answer {
+    let no_such = || ConsoleError::new(StatusCode::NOT_FOUND, "no such endpoint");
+    let [res, rest @ ..] = path else {
+        return Err(no_such());
+    };
+    let (kind, label) = resource(res).ok_or_else(no_such)?;
     let read = || auth(state, req, Access::ConsoleRead);
     let write = || auth(state, req, Access::ConsoleWrite);
     match (method.clone(), rest) {
@@ -45,11 +50,7 @@ pub(super) async fn entity_route(
             read()?;
             let st = control.lock_state();
             let list: Vec<Value> = st.live(kind).map(|(_, e, d)| entity_view(e, d)).collect();
-            Ok(data(
-                StatusCode::OK,
-                &format!("{label}s listed successfully."),
-                list.into(),
-            ))
+            paged(req, path, &format!("{label}s listed successfully."), list)
         }
         (Method::POST, []) => {
             let actor = write()?;
@@ -151,7 +152,13 @@ pub(super) async fn entity_route(
             if control.lock_state().get(kind, id).is_none() {
                 return Err(ConsoleError::not_found(label));
             }
-            audit_log(state, control, req, Some((kind, id)))
+            let changes = audit_log(state, control, req, Some((kind, id)))?;
+            paged(
+                req,
+                path,
+                &format!("{label} versions listed successfully."),
+                changes,
+            )
         }
         (Method::PUT | Method::POST, [id, action @ ("enable" | "disable")])
             if matches!(kind, Kind::Gate | Kind::DynamicConfig) =>
@@ -622,19 +629,13 @@ pub(super) fn audit_log(
     control: &Control,
     req: &Decoded,
     entity: Option<(Kind, &str)>,
-) -> Answer {
+) -> Result<Vec<Value>, ConsoleError> {
     auth(state, req, Access::ConsoleRead)?;
-    let limit = req
-        .param("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(100usize)
-        .min(10_000);
     let st = control.lock_state();
     let entries: Vec<Value> = st
         .audit()
         .rev()
         .filter(|c| entity.is_none_or(|(k, n)| c.kind == k && c.name == n))
-        .take(limit)
         .map(|c| {
             // Key documents hold a digest: show the key's public view instead.
             let doc = match (c.kind, &c.doc) {
@@ -646,9 +647,5 @@ pub(super) fn audit_log(
                    "actor": c.actor, "time": c.at_ms, "data": doc})
         })
         .collect();
-    Ok(data(
-        StatusCode::OK,
-        "Audit logs listed successfully.",
-        entries.into(),
-    ))
+    Ok(entries)
 }

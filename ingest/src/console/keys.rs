@@ -75,7 +75,7 @@ pub(super) fn list_keys(
     control: &Control,
     req: &Decoded,
     generic: bool,
-) -> Answer {
+) -> Result<Vec<Value>, ConsoleError> {
     auth(state, req, Access::ManageKeys)?;
     let wanted = |doc: &Value| {
         let filter = |param: &str, field: &str| {
@@ -88,16 +88,11 @@ pub(super) fn list_keys(
         };
         filter("primaryTargetApp", "targetAppID") && filter("environment", "environments")
     };
-    let keys: Vec<Value> = all_keys(state, control)
+    Ok(all_keys(state, control)
         .iter()
         .filter(|(doc, _)| wanted(doc))
         .map(|(doc, record)| key_view(doc, record.as_deref(), generic))
-        .collect();
-    Ok(if generic {
-        json_reply(StatusCode::OK, &json!({"api_keys": keys}))
-    } else {
-        data(StatusCode::OK, "Keys listed successfully.", keys.into())
-    })
+        .collect())
 }
 
 /// A key found by the `{id}` of a request path.

@@ -97,6 +97,48 @@ fn data(status: StatusCode, message: &str, data: Value) -> Reply {
     json_reply(status, &json!({"message": message, "data": data}))
 }
 
+/// The most items one page of a list holds (`?limit=`).
+const MAX_PAGE_SIZE: usize = 10_000;
+
+/// Statsig's list answer: one page of `items` (`?page=` from 1, `?limit=` items a page,
+/// default 100, as Statsig's console API) and its `pagination`. `nextPage` and
+/// `previousPage` are this list's path with the neighbouring page's query, or null, so a
+/// client that follows them until `nextPage` is null gets every item once.
+fn paged(req: &Decoded, path: &[&str], message: &str, items: Vec<Value>) -> Answer {
+    let number = |name: &str, default: usize, max: usize| match req.param(name) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ConsoleError::invalid(vec![FieldError {
+                    property: name.into(),
+                    error: format!("must be a whole number from 1 to {max}, not {text:?}"),
+                }])
+            }),
+    };
+    let limit = number("limit", 100, MAX_PAGE_SIZE)?;
+    let page = number("page", 1, usize::MAX / MAX_PAGE_SIZE)?;
+    let total = items.len();
+    let start = ((page - 1) * limit).min(total);
+    let end = (start + limit).min(total);
+    let link = |page: usize| format!("/console/v1/{}?page={page}&limit={limit}", path.join("/"));
+    let pagination = json!({
+        "itemsPerPage": limit,
+        "pageNumber": page,
+        "totalItems": total,
+        "nextPage": (end < total).then(|| link(page + 1)),
+        "previousPage": (page > 1).then(|| link(page - 1)),
+        "all": "",
+    });
+    let data: Vec<Value> = items.into_iter().skip(start).take(end - start).collect();
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"message": message, "data": data, "pagination": pagination}),
+    ))
+}
+
 fn no_content() -> Reply {
     let mut reply = json_reply(StatusCode::NO_CONTENT, &Value::Null);
     *reply.body_mut() = Default::default();
@@ -122,7 +164,10 @@ pub async fn console(state: &AppState, method: Method, path: &[&str], req: Decod
         let control = control_of(state)?;
         match path {
             ["keys"] => match method {
-                Method::GET => list_keys(state, control, &req, false),
+                Method::GET => {
+                    let keys = list_keys(state, control, &req, false)?;
+                    paged(&req, path, "Keys listed successfully.", keys)
+                }
                 Method::POST => create_key(state, control, &req, false).await,
                 _ => Err(method_not_allowed()),
             },
@@ -146,13 +191,11 @@ pub async fn console(state: &AppState, method: Method, path: &[&str], req: Decod
                 let deactivated = Some("Key deactivated successfully.");
                 revoke_key(state, control, &req, id, deactivated).await
             }
-            ["audit_logs"] if method == Method::GET => audit_log(state, control, &req, None),
-            [res, rest @ ..] => {
-                let (kind, label) = resource(res)
-                    .ok_or_else(|| ConsoleError::new(StatusCode::NOT_FOUND, "no such endpoint"))?;
-                entity_route(state, control, &method, &req, kind, label, rest).await
+            ["audit_logs"] if method == Method::GET => {
+                let changes = audit_log(state, control, &req, None)?;
+                paged(&req, path, "Audit logs listed successfully.", changes)
             }
-            _ => Err(ConsoleError::new(StatusCode::NOT_FOUND, "no such endpoint")),
+            _ => entity_route(state, control, &method, &req, path).await,
         }
     };
     answer.await.unwrap_or_else(|e| e.reply())
@@ -165,7 +208,10 @@ pub async fn generic(state: &AppState, method: Method, path: &[&str], req: Decod
             ["api-keys"] => {
                 let control = control_of(state)?;
                 match method {
-                    Method::GET => list_keys(state, control, &req, true),
+                    Method::GET => {
+                        let keys = list_keys(state, control, &req, true)?;
+                        Ok(json_reply(StatusCode::OK, &json!({"api_keys": keys})))
+                    }
                     Method::POST => create_key(state, control, &req, true).await,
                     _ => Err(method_not_allowed()),
                 }
