@@ -38,14 +38,19 @@ impl Drop for Running {
 
 fn start(flags: &[&str]) -> (Running, u16) {
     let port = free_port();
-    let child = gatehouse(port, flags)
+    (listening(gatehouse(port, flags), port), port)
+}
+
+/// Runs `command` (a server on `port`) until it listens.
+fn listening(mut command: Command, port: u16) -> Running {
+    let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let running = Running(child);
     wait_until_listening(port, "gatehouse serve");
-    (running, port)
+    running
 }
 
 /// The raw response (status line, headers, body) to one request, lowercased.
@@ -351,14 +356,9 @@ fn only_a_client_specs_key_downloads_the_ruleset_among_client_keys() {
     assert!(request(port, "POST", initialize, &[], body).starts_with("http/1.1 200"));
 
     let port = free_port();
-    let child = gatehouse(port, &[])
-        .env("GATEHOUSE_CLIENT_SPECS_KEYS", "client-env-a,client-env-b")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = Running(child);
-    wait_until_listening(port, "gatehouse serve");
+    let mut command = gatehouse(port, &[]);
+    command.env("GATEHOUSE_CLIENT_SPECS_KEYS", "client-env-a,client-env-b");
+    let _server = listening(command, port);
     for key in ["client-env-a", "client-env-b"] {
         let path = format!("/v1/download_config_specs?k={key}");
         assert!(request(port, "GET", &path, &[], b"").starts_with("http/1.1 200"));

@@ -7,6 +7,7 @@
 // ruleID] per name, per case]} (layers: [null, ruleID]).
 import { readFile } from 'node:fs/promises';
 import nodeCore from '@statsig/statsig-node-core';
+import { answerCases } from './cases.mjs';
 
 const { Statsig, StatsigUser } = nodeCore;
 
@@ -23,17 +24,11 @@ const statsig = new Statsig(key, {
 });
 const initialized = (await statsig.initialize()).isSuccess;
 const quiet = { disableExposureLogging: true };
-const answers = cases.map(({ user, names }) => {
-  const u = new StatsigUser(user);
-  return names.map((name) => {
-    if (name.startsWith('layer_') && !name.includes('_exp_')) {
-      return [null, statsig.__INTERNAL_getLayer(u, name, quiet).ruleID];
-    }
-    const raw = /^(config_|exp_|layer_)/.test(name)
-      ? statsig.__INTERNAL_getExperiment(u, name, quiet)
-      : statsig.__INTERNAL_getFeatureGate(u, name, quiet);
-    return [raw.value, raw.ruleID];
-  });
+const pair = (raw) => [raw.value, raw.ruleID];
+const answers = answerCases(cases, {
+  layer: (user, name) => statsig.__INTERNAL_getLayer(new StatsigUser(user), name, quiet).ruleID,
+  config: (user, name) => pair(statsig.__INTERNAL_getExperiment(new StatsigUser(user), name, quiet)),
+  gate: (user, name) => pair(statsig.__INTERNAL_getFeatureGate(new StatsigUser(user), name, quiet)),
 });
 statsig.logEvent(new StatsigUser({ userID: 'node-core-user' }), 'sdk_check_node_core', marker, { sdk: 'node-core' });
 await statsig.shutdown();

@@ -8,6 +8,7 @@
 // ruleID] per name, per case]} (layers: [null, ruleID]), the shape go/main.go prints.
 import { readFile } from 'node:fs/promises';
 import { StatsigOnDeviceEvalClient } from '@statsig/js-on-device-eval-client';
+import { answerCases } from './cases.mjs';
 
 const [base, key, casesFile, marker] = process.argv.slice(2);
 const cases = JSON.parse(await readFile(casesFile, 'utf8'));
@@ -17,17 +18,12 @@ const client = new StatsigOnDeviceEvalClient(key, {
 });
 const details = await client.initializeAsync();
 const quiet = { disableExposureLog: true };
-const answers = cases.map(({ user, names }) =>
-  names.map((name) => {
-    if (name.startsWith('layer_') && !name.includes('_exp_')) {
-      return [null, client.getLayer(name, user, quiet).ruleID];
-    }
-    const spec = /^(config_|exp_|layer_)/.test(name)
-      ? client.getDynamicConfig(name, user, quiet)
-      : client.getFeatureGate(name, user, quiet);
-    return [spec.value, spec.ruleID];
-  }),
-);
+const pair = (spec) => [spec.value, spec.ruleID];
+const answers = answerCases(cases, {
+  layer: (user, name) => client.getLayer(name, user, quiet).ruleID,
+  config: (user, name) => pair(client.getDynamicConfig(name, user, quiet)),
+  gate: (user, name) => pair(client.getFeatureGate(name, user, quiet)),
+});
 client.logEvent({ eventName: 'sdk_check_on_device', value: marker, metadata: { sdk: 'on-device' } }, { userID: 'on-device-user' });
 await client.flush();
 await client.shutdown();

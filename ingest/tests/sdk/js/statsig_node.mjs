@@ -8,6 +8,7 @@
 // [null, ruleID]), the shape go/main.go prints.
 import { readFile } from 'node:fs/promises';
 import statsigNode from 'statsig-node';
+import { answerCases } from './cases.mjs';
 
 const statsig = statsigNode.default ?? statsigNode;
 const [base, key, casesFile, marker] = process.argv.slice(2);
@@ -20,23 +21,19 @@ const details = await statsig.initialize(key, {
   disableDiagnostics: true,
   logger: { logLevel: 'none', debug: silent, info: silent, warn: silent, error: silent },
 });
-const answers = cases.map(({ user, names }) => {
-  // The SDK refuses users with no id at all, as the Go and legacy Python SDKs do.
-  if (!user.userID && Object.keys(user.customIDs ?? {}).length === 0) {
-    return null;
-  }
-  return names.map((name) => {
-    if (name.startsWith('layer_') && !name.includes('_exp_')) {
-      return [null, statsig.getLayer(user, name, quiet).getRuleID()];
-    }
-    if (/^(config_|exp_|layer_)/.test(name)) {
-      const config = statsig.getExperiment(user, name, quiet);
-      return [config.value, config.getRuleID()];
-    }
+// The SDK refuses users with no id at all, as the Go and legacy Python SDKs do.
+const identifiable = (user) => Boolean(user.userID) || Object.keys(user.customIDs ?? {}).length > 0;
+const answers = answerCases(cases, {
+  layer: (user, name) => statsig.getLayer(user, name, quiet).getRuleID(),
+  config: (user, name) => {
+    const config = statsig.getExperiment(user, name, quiet);
+    return [config.value, config.getRuleID()];
+  },
+  gate: (user, name) => {
     const gate = statsig.getFeatureGate(user, name, quiet);
     return [gate.value, gate.ruleID];
-  });
-});
+  },
+}, identifiable);
 statsig.logEvent({ userID: 'statsig-node-user' }, 'sdk_check_statsig_node', marker, { sdk: 'statsig-node' });
 await statsig.shutdownAsync();
 console.log(JSON.stringify({ initialized: details.success, answers }));
