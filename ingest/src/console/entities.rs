@@ -49,8 +49,15 @@ pub(super) async fn entity_route(
         (Method::GET, []) => {
             read()?;
             let st = control.lock_state();
-            let list: Vec<Value> = st.live(kind).map(|(_, e, d)| entity_view(e, d)).collect();
-            paged(req, path, &format!("{label}s listed successfully."), list)
+            let total = st.live(kind).count();
+            let list = st.live(kind).map(|(_, e, d)| entity_view(e, d));
+            paged(
+                req,
+                path,
+                &format!("{label}s listed successfully."),
+                total,
+                list,
+            )
         }
         (Method::POST, []) => {
             let actor = write()?;
@@ -152,13 +159,8 @@ pub(super) async fn entity_route(
             if control.lock_state().get(kind, id).is_none() {
                 return Err(ConsoleError::not_found(label));
             }
-            let changes = audit_log(state, control, req, Some((kind, id)))?;
-            paged(
-                req,
-                path,
-                &format!("{label} versions listed successfully."),
-                changes,
-            )
+            let listed = format!("{label} versions listed successfully.");
+            audit_log(state, control, req, path, Some((kind, id)), &listed)
         }
         (Method::PUT | Method::POST, [id, action @ ("enable" | "disable")])
             if matches!(kind, Kind::Gate | Kind::DynamicConfig) =>
@@ -623,29 +625,32 @@ fn check_compiles(control: &Control, change: &control::state::Change) -> Result<
     Ok(())
 }
 
-/// Accepted changes, newest first: the whole audit log, or one entity's versions.
+/// A page of accepted changes, newest first: of the whole audit log, or one entity's
+/// versions. Only the page's changes are rendered, however long the log.
 pub(super) fn audit_log(
     state: &AppState,
     control: &Control,
     req: &Decoded,
+    path: &[&str],
     entity: Option<(Kind, &str)>,
-) -> Result<Vec<Value>, ConsoleError> {
+    message: &str,
+) -> Answer {
     auth(state, req, Access::ConsoleRead)?;
     let st = control.lock_state();
-    let entries: Vec<Value> = st
-        .audit()
-        .rev()
-        .filter(|c| entity.is_none_or(|(k, n)| c.kind == k && c.name == n))
-        .map(|c| {
-            // Key documents hold a digest: show the key's public view instead.
-            let doc = match (c.kind, &c.doc) {
-                (Kind::Key, Some(doc)) => key_view(doc, None, false),
-                (_, Some(doc)) => specs::public_view(doc),
-                (_, None) => Value::Null,
-            };
-            json!({"kind": c.kind.as_str(), "id": c.name, "action": c.action, "version": c.base + 1,
+    let changes = || {
+        st.audit()
+            .rev()
+            .filter(|c| entity.is_none_or(|(k, n)| c.kind == k && c.name == n))
+    };
+    let entries = changes().map(|c| {
+        // Key documents hold a digest: show the key's public view instead.
+        let doc = match (c.kind, &c.doc) {
+            (Kind::Key, Some(doc)) => key_view(doc, None, false),
+            (_, Some(doc)) => specs::public_view(doc),
+            (_, None) => Value::Null,
+        };
+        json!({"kind": c.kind.as_str(), "id": c.name, "action": c.action, "version": c.base + 1,
                    "actor": c.actor, "time": c.at_ms, "data": doc})
-        })
-        .collect();
-    Ok(entries)
+    });
+    paged(req, path, message, changes().count(), entries)
 }

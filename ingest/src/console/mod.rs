@@ -100,11 +100,18 @@ fn data(status: StatusCode, message: &str, data: Value) -> Reply {
 /// The most items one page of a list holds (`?limit=`).
 const MAX_PAGE_SIZE: usize = 10_000;
 
-/// Statsig's list answer: one page of `items` (`?page=` from 1, `?limit=` items a page,
-/// default 100, as Statsig's console API) and its `pagination`. `nextPage` and
+/// Statsig's list answer: one page of the `total` `items` (`?page=` from 1, `?limit=` items
+/// a page, default 100, as Statsig's console API) and its `pagination`. `nextPage` and
 /// `previousPage` are this list's path with the neighbouring page's query, or null, so a
-/// client that follows them until `nextPage` is null gets every item once.
-fn paged(req: &Decoded, path: &[&str], message: &str, items: Vec<Value>) -> Answer {
+/// client that follows them until `nextPage` is null gets every item once. Only the page's
+/// items are taken from the iterator: a lazy one renders no more than a page.
+fn paged(
+    req: &Decoded,
+    path: &[&str],
+    message: &str,
+    total: usize,
+    items: impl Iterator<Item = Value>,
+) -> Answer {
     let number = |name: &str, default: usize, max: usize| match req.param(name) {
         None => Ok(default),
         Some(text) => text
@@ -120,7 +127,6 @@ fn paged(req: &Decoded, path: &[&str], message: &str, items: Vec<Value>) -> Answ
     };
     let limit = number("limit", 100, MAX_PAGE_SIZE)?;
     let page = number("page", 1, usize::MAX / MAX_PAGE_SIZE)?;
-    let total = items.len();
     let start = ((page - 1) * limit).min(total);
     let end = (start + limit).min(total);
     let link = |page: usize| format!("/console/v1/{}?page={page}&limit={limit}", path.join("/"));
@@ -132,7 +138,7 @@ fn paged(req: &Decoded, path: &[&str], message: &str, items: Vec<Value>) -> Answ
         "previousPage": (page > 1).then(|| link(page - 1)),
         "all": "",
     });
-    let data: Vec<Value> = items.into_iter().skip(start).take(end - start).collect();
+    let data: Vec<Value> = items.skip(start).take(end - start).collect();
     Ok(json_reply(
         StatusCode::OK,
         &json!({"message": message, "data": data, "pagination": pagination}),
@@ -166,7 +172,13 @@ pub async fn console(state: &AppState, method: Method, path: &[&str], req: Decod
             ["keys"] => match method {
                 Method::GET => {
                     let keys = list_keys(state, control, &req, false)?;
-                    paged(&req, path, "Keys listed successfully.", keys)
+                    paged(
+                        &req,
+                        path,
+                        "Keys listed successfully.",
+                        keys.len(),
+                        keys.into_iter(),
+                    )
                 }
                 Method::POST => create_key(state, control, &req, false).await,
                 _ => Err(method_not_allowed()),
@@ -191,10 +203,14 @@ pub async fn console(state: &AppState, method: Method, path: &[&str], req: Decod
                 let deactivated = Some("Key deactivated successfully.");
                 revoke_key(state, control, &req, id, deactivated).await
             }
-            ["audit_logs"] if method == Method::GET => {
-                let changes = audit_log(state, control, &req, None)?;
-                paged(&req, path, "Audit logs listed successfully.", changes)
-            }
+            ["audit_logs"] if method == Method::GET => audit_log(
+                state,
+                control,
+                &req,
+                path,
+                None,
+                "Audit logs listed successfully.",
+            ),
             _ => entity_route(state, control, &method, &req, path).await,
         }
     };
