@@ -791,6 +791,41 @@ async fn lists_page_as_statsigs_do() {
     assert_eq!(keys.body["data"].as_array().unwrap().len(), 1);
     assert_eq!(keys.body["pagination"]["totalItems"], 2, "{:?}", keys.body);
 
+    // Filters Statsig's lists take; one Gatehouse does not support is refused, not ignored.
+    let tagged =
+        json!({"name": "paged_tagged", "tags": ["beta"], "teamID": "t1", "idType": "stableID"});
+    assert_eq!(
+        front.post("/console/v1/gates", ADMIN, tagged).await.status,
+        StatusCode::CREATED
+    );
+    for (query, expected) in [
+        ("tags=beta", vec!["paged_tagged"]),
+        ("tags=beta&tags=nope", vec!["paged_tagged"]),
+        ("teamID=t1&idType=stableID", vec!["paged_tagged"]),
+        ("teamID=t2", vec![]),
+        ("idType=userID&limit=2&page=3", vec!["paged_4"]),
+    ] {
+        let listed = front
+            .get(&format!("/console/v1/gates?{query}"), ADMIN)
+            .await;
+        let names: Vec<&str> = listed.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, expected, "{query}");
+    }
+    for (path, filter) in [
+        ("/console/v1/gates?typeReason=STALE_NO_RULES", "typeReason"),
+        ("/console/v1/audit_logs?id=paged_0", "id"),
+        ("/console/v1/keys?status=active", "status"),
+    ] {
+        let refused = front.get(path, ADMIN).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(refused.body["errors"][0]["property"], filter, "{path}");
+    }
+
     for bad in ["limit=0", "limit=ten", "page=0", "limit=10001"] {
         let refused = front.get(&format!("/console/v1/gates?{bad}"), ADMIN).await;
         assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}");

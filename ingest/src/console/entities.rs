@@ -6,8 +6,8 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{
-    auth, body_object, commit, conflict, data, if_match, key_view, paged, resource, with_etag,
-    Answer, ConsoleError,
+    auth, body_object, commit, conflict, data, if_match, key_view, list_filters, paged, resource,
+    with_etag, Answer, ConsoleError,
 };
 use crate::control::specs::{self, FieldError};
 use crate::control::state::{Kind, State};
@@ -30,6 +30,33 @@ fn read_entity(control: &Control, kind: Kind, id: &str) -> Result<(Value, u64), 
     Ok((entry.doc.clone().unwrap_or_default(), entry.version))
 }
 
+/// The filters Statsig's entity lists take that Gatehouse keeps the fields for. An entity
+/// is listed when it passes every filter named, a filter given several times by any of its
+/// values.
+const LIST_FILTERS: [&str; 7] = [
+    "idType",
+    "type",
+    "status",
+    "tags",
+    "teamID",
+    "creatorID",
+    "targetAppID",
+];
+
+/// Whether an entity's `view` passes the list filter `filter=want`: the field equals it, or
+/// (`tags`, `targetApps`) lists it.
+fn has(view: &Value, filter: &str, want: &str) -> bool {
+    let field = if filter == "targetAppID" {
+        "targetApps"
+    } else {
+        filter
+    };
+    match &view[field] {
+        Value::Array(items) => items.iter().any(|item| item == want),
+        value => value == want,
+    }
+}
+
 /// `/console/v1/{resource}/...`; `path` is what follows `v1`.
 pub(super) async fn entity_route(
     state: &AppState,
@@ -48,16 +75,20 @@ pub(super) async fn entity_route(
     match (method.clone(), rest) {
         (Method::GET, []) => {
             read()?;
+            let filters = list_filters(req, &LIST_FILTERS)?;
             let st = control.lock_state();
-            let total = st.live(kind).count();
-            let list = st.live(kind).map(|(_, e, d)| entity_view(e, d));
-            paged(
-                req,
-                path,
-                &format!("{label}s listed successfully."),
-                total,
-                list,
-            )
+            let list: Vec<Value> = st
+                .live(kind)
+                .map(|(_, e, d)| entity_view(e, d))
+                .filter(|view| {
+                    filters.iter().all(|(name, _)| {
+                        let mut wanted = filters.iter().filter(|(n, _)| n == name);
+                        wanted.any(|(_, want)| has(view, name, want))
+                    })
+                })
+                .collect();
+            let listed = format!("{label}s listed successfully.");
+            paged(req, path, &listed, list.len(), list.into_iter())
         }
         (Method::POST, []) => {
             let actor = write()?;
@@ -636,6 +667,7 @@ pub(super) fn audit_log(
     message: &str,
 ) -> Answer {
     auth(state, req, Access::ConsoleRead)?;
+    list_filters(req, &[])?;
     let st = control.lock_state();
     let changes = || {
         st.audit()

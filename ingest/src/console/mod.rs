@@ -97,6 +97,33 @@ fn data(status: StatusCode, message: &str, data: Value) -> Reply {
     json_reply(status, &json!({"message": message, "data": data}))
 }
 
+/// The query parameters of a list other than `page` and `limit`: its filters. One this list
+/// does not support is a 400 naming it, not ignored: a script that filters a list before
+/// acting on each item (deleting the stale gates, say) would otherwise act on all of them.
+fn list_filters<'r>(
+    req: &'r Decoded,
+    supported: &[&str],
+) -> Result<Vec<(&'r str, &'r str)>, ConsoleError> {
+    let mut filters = Vec::new();
+    for (name, value) in &req.query {
+        if name == "page" || name == "limit" {
+            continue;
+        }
+        if !supported.contains(&name.as_str()) {
+            let accepted = ["page", "limit"].iter().chain(supported).copied();
+            return Err(ConsoleError::invalid(vec![FieldError {
+                property: name.clone(),
+                error: format!(
+                    "not a filter of this list (it takes {})",
+                    accepted.collect::<Vec<_>>().join(", ")
+                ),
+            }]));
+        }
+        filters.push((name.as_str(), value.as_str()));
+    }
+    Ok(filters)
+}
+
 /// The most items one page of a list holds (`?limit=`).
 const MAX_PAGE_SIZE: usize = 10_000;
 
@@ -171,6 +198,7 @@ pub async fn console(state: &AppState, method: Method, path: &[&str], req: Decod
         match path {
             ["keys"] => match method {
                 Method::GET => {
+                    list_filters(&req, &["primaryTargetApp", "environment"])?;
                     let keys = list_keys(state, control, &req, false)?;
                     paged(
                         &req,
