@@ -33,6 +33,14 @@ struct Answer {
     body: Value,
 }
 
+impl Answer {
+    /// The string `field` of each item of a list answer's `data`.
+    fn listed(&self, field: &str) -> Vec<&str> {
+        let items = self.body["data"].as_array().unwrap().iter();
+        items.map(|item| item[field].as_str().unwrap()).collect()
+    }
+}
+
 impl Front {
     async fn start(state_args: &[&str]) -> Front {
         let port = TcpListener::bind("127.0.0.1:0")
@@ -808,13 +816,7 @@ async fn lists_page_as_statsigs_do() {
         let listed = front
             .get(&format!("/console/v1/gates?{query}"), ADMIN)
             .await;
-        let names: Vec<&str> = listed.body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["id"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, expected, "{query}");
+        assert_eq!(listed.listed("id"), expected, "{query}");
     }
     for (path, filter) in [
         ("/console/v1/gates?typeReason=STALE_NO_RULES", "typeReason"),
@@ -1210,12 +1212,7 @@ async fn rules_crud_validation_versions_and_restart() {
     let versions = front
         .get("/console/v1/gates/staff_gate/versions", ADMIN)
         .await;
-    let actions: Vec<&str> = versions.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["action"].as_str().unwrap())
-        .collect();
+    let actions = versions.listed("action");
     assert_eq!(
         actions,
         [
@@ -1675,12 +1672,7 @@ async fn kill_during_writes_loses_nothing_acknowledged() {
     let acknowledged = writer.await.unwrap();
     assert!(acknowledged.len() > 5, "too few writes before the kill");
     let listed = front.get("/console/v1/gates", ADMIN).await;
-    let names: std::collections::HashSet<&str> = listed.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
+    let names: std::collections::HashSet<&str> = listed.listed("name").into_iter().collect();
     for name in &acknowledged {
         assert!(
             names.contains(name.as_str()),
