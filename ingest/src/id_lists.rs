@@ -211,19 +211,23 @@ impl ByteRange {
 mod tests {
     use super::*;
 
-    fn dir_with(files: &[(&str, &str)]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("gatehouse-lists-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir(&dir).unwrap();
+    /// A directory of list files, removed when the returned guard drops.
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix("gatehouse-lists-")
+            .tempdir()
+            .unwrap();
         for (name, text) in files {
-            std::fs::write(dir.join(name), text).unwrap();
+            std::fs::write(dir.path().join(name), text).unwrap();
         }
         dir
     }
 
     #[test]
     fn a_list_file_holds_sorted_unique_keys_of_trimmed_ids() {
-        let dir = dir_with(&[("beta", "u2\n u1 \r\n\nu2\n"), (".beta.tmp", "x\n")]);
-        let set = IdListSet::load(&dir, &IdListSet::default()).unwrap();
+        let guard = dir_with(&[("beta", "u2\n u1 \r\n\nu2\n"), (".beta.tmp", "x\n")]);
+        let dir = guard.path();
+        let set = IdListSet::load(dir, &IdListSet::default()).unwrap();
         assert_eq!(set.files.keys().collect::<Vec<_>>(), ["beta"]);
         let mut keys = [
             evaluator::hash::id_list_key("u1"),
@@ -241,12 +245,13 @@ mod tests {
 
     #[test]
     fn unchanged_members_keep_their_file_id_and_time_and_changed_ones_do_not() {
-        let dir = dir_with(&[("a", "u1\nu2\n"), ("b", "u3\n")]);
-        let first = IdListSet::load(&dir, &IdListSet::default()).unwrap();
+        let guard = dir_with(&[("a", "u1\nu2\n"), ("b", "u3\n")]);
+        let dir = guard.path();
+        let first = IdListSet::load(dir, &IdListSet::default()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(2));
         std::fs::write(dir.join("a"), "u2\nu1\n").unwrap();
         std::fs::write(dir.join("b"), "u3\nu4\n").unwrap();
-        let second = IdListSet::load(&dir, &first).unwrap();
+        let second = IdListSet::load(dir, &first).unwrap();
         assert_eq!(second.files["a"].file_id, first.files["a"].file_id);
         assert_eq!(
             second.files["a"].creation_time,
@@ -256,7 +261,7 @@ mod tests {
         assert!(second.files["b"].creation_time > first.files["b"].creation_time);
         // A door started now serves the same versions (for `a`, rewritten with the same
         // members, the same file at a later time: core SDKs would fetch it once more).
-        let other_door = IdListSet::load(&dir, &IdListSet::default()).unwrap();
+        let other_door = IdListSet::load(dir, &IdListSet::default()).unwrap();
         let (ours, theirs) = (&second.files["b"], &other_door.files["b"]);
         assert_eq!(
             (&ours.file_id, ours.creation_time),
@@ -272,7 +277,7 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        let third = IdListSet::load(&dir, &second).unwrap();
+        let third = IdListSet::load(dir, &second).unwrap();
         assert_eq!(
             third.files["b"].creation_time,
             second.files["b"].creation_time + 1
@@ -290,9 +295,10 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_file() {
-        let dir = dir_with(&[("bin", "")]);
+        let guard = dir_with(&[("bin", "")]);
+        let dir = guard.path();
         std::fs::write(dir.join("bin"), [0xff, 0xfe]).unwrap();
-        let error = IdListSet::load(&dir, &IdListSet::default()).unwrap_err();
+        let error = IdListSet::load(dir, &IdListSet::default()).unwrap_err();
         assert!(error.contains("bin") && error.contains("UTF-8"), "{error}");
         let missing = IdListSet::load(&dir.join("nope"), &IdListSet::default());
         assert!(missing.unwrap_err().contains("nope"));

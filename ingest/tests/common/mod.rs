@@ -34,6 +34,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub specs: PathBuf,
     pub state: Arc<AppState>,
+    /// Holds `specs`; removed when the server is dropped.
+    _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
@@ -52,13 +54,11 @@ impl Server {
         events: Option<Arc<EventSink>>,
         dedupe: Option<ingest::dedupe::ExposureDedupe>,
     ) -> Server {
-        let dir = std::env::temp_dir().join(format!(
-            "gatehouse-test-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let specs = dir.join("specs.json");
+        let dir = tempfile::Builder::new()
+            .prefix("gatehouse-test-")
+            .tempdir()
+            .unwrap();
+        let specs = dir.path().join("specs.json");
         std::fs::write(&specs, specs_json).unwrap();
 
         let state = Arc::new(AppState {
@@ -100,6 +100,7 @@ impl Server {
             addr,
             specs,
             state,
+            _dir: dir,
             stop: Some(stop),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
