@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,13 +79,14 @@ struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Statsig-format specs file (download_config_specs JSON, v1 or v2 shape); watched for
-    /// changes. `up` defaults to the demo specs in docs/examples/specs.json.
+    /// changes. `up` defaults to the demo specs (docs/examples/specs.json, written to
+    /// DATA_DIR/demo/specs.json).
     #[arg(long, env = "GATEHOUSE_SPECS")]
     specs: Option<PathBuf>,
     /// Directory of ID lists (the lists `in_segment_list` conditions name): one file per
     /// list, named as the list, one unit id per line; dot-files are ignored. Watched like
     /// the specs file, and served to server SDKs (`get_id_lists`). `up` with the demo specs
-    /// defaults to docs/examples/id_lists.
+    /// defaults to the demo list, written to DATA_DIR/demo/id_lists.
     #[arg(long, env = "GATEHOUSE_ID_LISTS")]
     id_lists: Option<PathBuf>,
     /// Server secret key (secret-…); repeatable.
@@ -451,15 +452,17 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
         args.state_dir = Some(sink.data_dir.join("console"));
     }
     let has_state = args.state_dir.is_some() || args.state_topic.is_some();
-    let specs = match (args.specs.take(), demo) {
+    let specs = match (args.specs.take(), &sink) {
         (Some(specs), _) => Some(specs),
-        (None, true) => {
+        (None, Some(sink)) => {
+            let (specs, id_lists) = demo_files(&sink.data_dir)?;
+            tracing::info!(specs = %specs.display(), "serving the demo specs: edit them to see a hot swap");
             // The demo specs' `new_checkout` lets in the demo ID list's beta testers.
-            args.id_lists.get_or_insert_with(|| PathBuf::from(DEMO_ID_LISTS));
-            Some(PathBuf::from(DEMO_SPECS))
+            args.id_lists.get_or_insert(id_lists);
+            Some(specs)
         }
-        (None, false) if has_state => None,
-        (None, false) => {
+        (None, None) if has_state => None,
+        (None, None) => {
             return Err(
                 "--specs (or GATEHOUSE_SPECS) is required, unless rules come from the console (--state-dir or --state-topic)".into(),
             )
@@ -721,11 +724,33 @@ async fn run_sink(
     sink_outcome(handle.await)
 }
 
-/// The demo specs `up` serves when no --specs is given.
-const DEMO_SPECS: &str = "docs/examples/specs.json";
+/// The demo specs `up` serves when no --specs is given, built in so that `up` runs from any
+/// directory: an installed binary, a container, a checkout's subfolder.
+const DEMO_SPECS: &str = include_str!("../../docs/examples/specs.json");
 
-/// The ID lists `up` serves with the demo specs when no --id-lists is given.
-const DEMO_ID_LISTS: &str = "docs/examples/id_lists";
+/// The demo ID list the demo specs' `new_checkout` gate names.
+const DEMO_BETA_TESTERS: &str = include_str!("../../docs/examples/id_lists/beta_testers");
+
+/// Writes the demo specs and ID list under `data_dir/demo` unless they are there already
+/// (they are the user's to edit, and are watched like any specs), and returns their paths:
+/// the specs file and the ID lists directory.
+fn demo_files(data_dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let demo = data_dir.join("demo");
+    let specs = demo.join("specs.json");
+    let id_lists = demo.join("id_lists");
+    for (path, text) in [
+        (&specs, DEMO_SPECS),
+        (&id_lists.join("beta_testers"), DEMO_BETA_TESTERS),
+    ] {
+        if !path.exists() {
+            let dir = path.parent().expect("a file under data_dir");
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(path, text))
+                .map_err(|e| format!("writing the demo {}: {e}", path.display()))?;
+        }
+    }
+    Ok((specs, id_lists))
+}
 
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
