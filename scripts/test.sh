@@ -44,7 +44,7 @@ fi
   -r evaluator/tests/conformance/requirements.txt -r ingest/tests/sdk/requirements.txt \
   -r sink/tests/requirements.txt
 
-step "node: @statsig/js-client, @statsig/js-on-device-eval-client, @statsig/statsig-node-core, statsig-node, statsig-js, puppeteer-core (npm); headless Chromium (apt)"
+step "node: @statsig/js-client, @statsig/js-on-device-eval-client, @statsig/statsig-node-core, statsig-node, statsig-node-lite, statsig-js, puppeteer-core (npm); headless Chromium (apt)"
 command -v node >/dev/null || { echo "missing: node" >&2; exit 1; }
 (cd ingest/tests/sdk/js && npm ci --no-audit --no-fund --loglevel=error)
 export CHROMIUM=${CHROMIUM:-/usr/bin/chromium-headless-shell}

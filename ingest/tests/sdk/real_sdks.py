@@ -20,7 +20,8 @@ same page (`STATSIG-ENCODED: 1` bodies; its events by sendBeacon to `/v1/rgstr_b
 values must equal the server API's, and no request may fail.
 
 Statsig's Go SDK (github.com/statsig-io/go-sdk, go/main.go), Java SDK (com.statsig:
-serversdk, java/SdkCheck.java) and legacy Node SDK (statsig-node, js/statsig_node.mjs) evaluate
+serversdk, java/SdkCheck.java) and legacy Node SDKs (statsig-node and its slimmed twin
+statsig-node-lite, both js/statsig_node.mjs) evaluate
 with the legacy algorithm, which differs from the core SDK's in places (operators Go lacks,
 target apps, number handling): each must answer the same
 from Gatehouse's `/v1/download_config_specs` and ID lists as from the ruleset file and lists
@@ -537,8 +538,10 @@ def main():
                         if failed <= 10:
                             print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
         print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
+        legacy_node = ["node", os.path.join(JS_DIR, "statsig_node.mjs")]
         for label, command in (("Go SDK", go_command(work)), ("Java SDK", java_command(work)),
-                               ("statsig-node", ["node", os.path.join(JS_DIR, "statsig_node.mjs")])):
+                               ("statsig-node", [*legacy_node, "statsig-node"]),
+                               ("statsig-node-lite", [*legacy_node, "statsig-node-lite"])):
             sdk_passed, sdk_failed = legacy_sdk_check(label, command, base, v1, lists_dir, cases, marker)
             passed, failed = passed + sdk_passed, failed + sdk_failed
         device_passed, device_failed = on_device_check(base, v1, lists_dir, cases, marker)
@@ -558,7 +561,8 @@ def main():
             js_events = ("sdk_check_js", "sdk_check_browser", "sdk_check_browser_gzip")
             legacy_js_events = ("sdk_check_statsig_js", "sdk_check_statsig_js_beacon")
             names = {"sdk_check_core", "sdk_check_legacy", "sdk_check_node_core", "sdk_check_go", "sdk_check_java",
-                     "sdk_check_statsig_node", "sdk_check_on_device", *js_events, *legacy_js_events}
+                     "sdk_check_statsig_node", "sdk_check_statsig_node_lite", "sdk_check_on_device",
+                     *js_events, *legacy_js_events}
             events = read_topic(brokers, events_topic, lambda seen: names <= {e["event_name"] for e in seen})
             arrived = {e["event_name"]: e for e in events if e["event_name"] in names}
             js_user = js_users(cases)[0]
@@ -569,6 +573,8 @@ def main():
                                             ("sdk_check_legacy", "legacy-user", "py-server"),
                                             ("sdk_check_node_core", "node-core-user", "statsig-server-core-node"),
                                             ("sdk_check_statsig_node", "statsig-node-user", "statsig-node"),
+                                            ("sdk_check_statsig_node_lite", "statsig-node-lite-user",
+                                             "statsig-node-lite"),
                                             ("sdk_check_on_device", "on-device-user", "js-on-device-eval-client"),
                                             *((name, js_unit, "javascript-client") for name in js_events),
                                             *((name, js_unit, "js-client") for name in legacy_js_events)):
