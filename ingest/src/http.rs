@@ -213,10 +213,7 @@ impl Connection {
     /// passed with no request started and none in flight: a kept-alive connection left idle,
     /// or a client that never finishes sending a head. Either is closed 1–2 timeouts after
     /// its last request.
-    async fn serve_until_idle<E: std::fmt::Display>(
-        &self,
-        conn: impl Future<Output = Result<(), E>>,
-    ) {
+    async fn serve_until_idle(&self, conn: impl Future<Output = Result<(), hyper::Error>>) {
         tokio::pin!(conn);
         let mut started_before = u64::MAX;
         loop {
@@ -224,6 +221,12 @@ impl Connection {
                 biased;
                 result = &mut conn => {
                     if let Err(error) = result {
+                        // hyper answered a head it could not parse itself (400 or 431, no
+                        // body, connection closed): no handler saw it, so count it here.
+                        if error.is_parse() || error.is_parse_too_large() {
+                            let metrics = &self.state.metrics;
+                            metrics.http_malformed.fetch_add(1, Ordering::Relaxed);
+                        }
                         tracing::debug!(%error, "connection ended with an error");
                     }
                     return;

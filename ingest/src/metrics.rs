@@ -1,5 +1,5 @@
 //! Prometheus metrics: requests by endpoint and status, a latency histogram per endpoint,
-//! open and idle-closed connections, and the ruleset's version and age. Lock-free on the
+//! open and idle-closed connections, malformed HTTP, and the ruleset's version and age. Lock-free on the
 //! request path (atomics in a DashMap whose entries exist after the first request of each
 //! kind).
 
@@ -35,6 +35,9 @@ pub struct Metrics {
     pub connections_open: AtomicU64,
     /// Connections closed for silence (`--read-timeout-secs`).
     pub connections_closed_idle: AtomicU64,
+    /// Requests hyper refused before routing (not HTTP/1.x, over 100 headers, a head over
+    /// its buffer): answered 400 or 431 without a body, so otherwise seen nowhere.
+    pub http_malformed: AtomicU64,
 }
 
 impl Metrics {
@@ -106,9 +109,11 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# TYPE gatehouse_connections_open gauge\ngatehouse_connections_open {}\n\
-             # TYPE gatehouse_connections_closed_idle_total counter\ngatehouse_connections_closed_idle_total {}",
+             # TYPE gatehouse_connections_closed_idle_total counter\ngatehouse_connections_closed_idle_total {}\n\
+             # TYPE gatehouse_http_malformed_total counter\ngatehouse_http_malformed_total {}",
             self.connections_open.load(Ordering::Relaxed),
-            self.connections_closed_idle.load(Ordering::Relaxed)
+            self.connections_closed_idle.load(Ordering::Relaxed),
+            self.http_malformed.load(Ordering::Relaxed)
         );
         if let Some(sink) = &state.events {
             let _ = writeln!(

@@ -513,6 +513,37 @@ async fn bad_input_gets_a_clear_json_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_http_is_refused_by_hyper_and_counted() {
+    let s = Server::start(&specs()).await;
+    let port = s.addr.port();
+    let answers = tokio::task::spawn_blocking(move || {
+        let too_many: Vec<String> = (0..101).map(|i| format!("x-h{i}: v")).collect();
+        let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+        let mut garbage = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        garbage.write_all(b"NOT HTTP AT ALL\r\n\r\n").unwrap();
+        let mut refused = String::new();
+        std::io::Read::read_to_string(&mut garbage, &mut refused).unwrap();
+        [
+            refused,
+            raw_request(port, "POST", "/v1/check_gate", &too_many, b"{}"),
+        ]
+    })
+    .await
+    .unwrap();
+    assert!(answers[0].starts_with("HTTP/1.1 400 "), "{}", answers[0]);
+    assert!(answers[1].starts_with("HTTP/1.1 431 "), "{}", answers[1]);
+
+    let (_, metrics) = s.call(Method::GET, "/metrics", &[], "").await;
+    let text = String::from_utf8_lossy(&metrics);
+    assert!(
+        text.contains("gatehouse_http_malformed_total 2\n"),
+        "{text}"
+    );
+    // Neither reached a handler.
+    assert!(!text.contains("check_gate"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_swap_under_load_never_fails_a_request() {
     let gate_returning = |value: bool, time: i64| {
         json!({"time": time, "feature_gates": {"flip": {"salt": "s", "enabled": true,
