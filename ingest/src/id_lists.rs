@@ -248,9 +248,13 @@ mod tests {
         let guard = dir_with(&[("a", "u1\nu2\n"), ("b", "u3\n")]);
         let dir = guard.path();
         let first = IdListSet::load(dir, &IdListSet::default()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(2));
         std::fs::write(dir.join("a"), "u2\nu1\n").unwrap();
         std::fs::write(dir.join("b"), "u3\nu4\n").unwrap();
+        // Stamped a second later: a file's time may come from the kernel's coarse clock (a
+        // 4 ms tick at HZ=250), so a rewrite soon after can carry the first version's time.
+        let later = SystemTime::now() + std::time::Duration::from_secs(1);
+        let b = std::fs::File::options().write(true).open(dir.join("b"));
+        b.unwrap().set_modified(later).unwrap();
         let second = IdListSet::load(dir, &first).unwrap();
         assert_eq!(second.files["a"].file_id, first.files["a"].file_id);
         assert_eq!(
