@@ -30,7 +30,10 @@ pub const EVENTS_TOPIC: &str = "gatehouse.events";
 pub struct Envelope {
     /// [`SCHEMA_VERSION`] at the time of writing.
     pub schema_version: u32,
-    /// Server-assigned unique id (UUID v4 text): consumers drop duplicates on it.
+    /// Server-assigned id (UUID text): the copies of one event an SDK resent share it, so
+    /// consumers drop duplicates on it. Version 8, derived from the key, the event's position
+    /// in its batch and the event as sent, for logged events with the client's `time`;
+    /// random (version 4) for the rest (exposures the door logs, events without a time).
     pub event_id: String,
     /// The Statsig event name (`statsig::gate_exposure`, or a custom name).
     pub event_name: String,

@@ -10,6 +10,7 @@ use events::{
 };
 use hyper::header::HeaderName;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::http::Decoded;
 
@@ -112,19 +113,44 @@ fn id_text(v: &Value) -> Option<Cow<'_, str>> {
     }
 }
 
-fn event_time(v: Option<&Value>, fallback: i64) -> i64 {
+/// The client's time of an event (ms), when it sent one that reads as a time.
+fn client_time(v: Option<&Value>) -> Option<i64> {
     match v {
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().map(|f| f as i64))
-            .unwrap_or(fallback),
-        Some(Value::String(s)) => s
-            .parse::<i64>()
-            .ok()
-            .or_else(|| date_to_ms(s))
-            .unwrap_or(fallback),
-        _ => fallback,
+        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Some(Value::String(s)) => s.parse::<i64>().ok().or_else(|| date_to_ms(s)),
+        _ => None,
     }
+}
+
+/// The id of the `index`th event of a batch. An event with the client's time gets a UUID
+/// (version 8) derived from SHA-256 of the key's id, its position in the batch, the event as
+/// sent and, when it has no user of its own, the batch's user: an SDK resending a batch after
+/// a 503 or a lost answer resends the same events in the same order, so any front door gives
+/// the copies the same ids and consumers can drop them. Without a client time a resend cannot
+/// be told from a second, identical event, so such an event gets a random (v4) id.
+fn event_id(
+    origin: &Origin<'_>,
+    index: usize,
+    event: &Map<String, Value>,
+    batch_user: Option<&Value>,
+    has_client_time: bool,
+) -> String {
+    if !has_client_time {
+        return uuid::Uuid::new_v4().to_string();
+    }
+    let mut hash = Sha256::new();
+    hash.update(b"gatehouse event id 1\0");
+    hash.update(origin.key_id.as_bytes());
+    hash.update((index as u64).to_le_bytes());
+    // Writing JSON into a hasher cannot fail; key order is as sent (`preserve_order`).
+    let _ = serde_json::to_writer(&mut hash, event);
+    if let (false, Some(user)) = (event.contains_key("user"), batch_user) {
+        let _ = serde_json::to_writer(&mut hash, user);
+    }
+    let digest: [u8; 32] = hash.finalize().into();
+    let mut bytes = [0; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::new_v8(bytes).to_string()
 }
 
 /// An ISO date as ms, parsed the way the evaluator parses user dates.
@@ -133,12 +159,18 @@ fn date_to_ms(s: &str) -> Option<i64> {
 }
 
 /// A new envelope for a user that is already loggable (no `privateAttributes`).
-fn new_envelope(origin: &Origin<'_>, name: String, time: i64, user: Value) -> Envelope {
+fn new_envelope(
+    origin: &Origin<'_>,
+    event_id: String,
+    name: String,
+    time: i64,
+    user: Value,
+) -> Envelope {
     let (unit_id_type, unit_id) = event_unit(&user);
     let (unit_id_type, unit_id) = (unit_id_type.to_owned(), unit_id.into_owned());
     Envelope {
         schema_version: SCHEMA_VERSION,
-        event_id: uuid::Uuid::new_v4().to_string(),
+        event_id,
         event_name: name,
         event_time_ms: time,
         received_at_ms: origin.received_at_ms,
@@ -184,10 +216,12 @@ pub fn envelopes_from_batch(
         if let Err(e) = User::from_json(&user) {
             return Err(format!("events[{i}].{e}"));
         }
+        let time = client_time(ev.get("time"));
         let mut env = new_envelope(
             origin,
+            event_id(origin, i, ev, batch_user, time.is_some()),
             name,
-            event_time(ev.get("time"), origin.received_at_ms),
+            time.unwrap_or(origin.received_at_ms),
             without_private(&user),
         );
         env.value = match ev.get("value") {
@@ -383,6 +417,52 @@ mod tests {
         let origin = Origin::new("k", &req, declared, 0);
         assert_eq!(origin.sdk_type, Some("node"));
     }
+
+    fn ids(key_id: &str, body: Value) -> Vec<uuid::Uuid> {
+        let origin = Origin {
+            key_id,
+            sdk_type: None,
+            sdk_version: None,
+            received_at_ms: 5,
+        };
+        let body = body.as_object().unwrap().clone();
+        envelopes_from_batch(&body, &origin)
+            .unwrap()
+            .iter()
+            .map(|env| env.event_id.parse().unwrap())
+            .collect()
+    }
+
+    /// A resent batch gets the ids it got the first time, whichever door takes it; nothing
+    /// else that differs shares an id.
+    #[test]
+    fn a_resent_batch_gets_the_same_event_ids_and_nothing_else_does() {
+        let event = |name: &str, time: Value| json!({"eventName": name, "time": time});
+        let batch =
+            |user: &str, events: Vec<Value>| json!({"user": {"userID": user}, "events": events});
+        let sent = batch(
+            "u1",
+            vec![event("buy", json!(1000)), event("buy", json!(1000))],
+        );
+        let first = ids("key-a", sent.clone());
+        assert_eq!(ids("key-a", sent.clone()), first, "resent: the same ids");
+        assert!(first.iter().all(|id| id.get_version_num() == 8));
+        // The same event twice in one batch is two events.
+        assert_ne!(first[0], first[1]);
+        let differs = [
+            ids("key-b", sent.clone())[0],
+            ids("key-a", batch("u2", vec![event("buy", json!(1000))]))[0],
+            ids("key-a", batch("u1", vec![event("buy", json!(1001))]))[0],
+            ids("key-a", batch("u1", vec![event("sell", json!(1000))]))[0],
+        ];
+        assert!(differs.iter().all(|id| *id != first[0]), "{differs:?}");
+        // No client time: a resend is indistinguishable from a second event, so never merged.
+        let untimed = json!({"events": [{"eventName": "buy", "user": {"userID": "u1"}}]});
+        let (a, b) = (ids("key-a", untimed.clone()), ids("key-a", untimed));
+        assert_ne!(a, b);
+        assert_eq!(a[0].get_version_num(), 4);
+    }
+
     use evaluator::{EvalContext, Ruleset};
     use serde_json::json;
 

@@ -515,6 +515,109 @@ async fn broker_down_gives_503_with_retry_after() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// The messages now on `topic`, over all its partitions.
+fn messages_on(brokers: &str, topic: &str) -> usize {
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
+            (high - low) as usize
+        })
+        .sum()
+}
+
+/// What the server-assigned ids are for: a batch answered 503 in an outage is resent
+/// by the SDK, and the first attempt, still in the producer's queue, reaches Kafka too once the
+/// broker is back. Every copy of an event carries the same `event_id`, so consumers can drop
+/// the copies; the two identical events of the batch stay two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_resent_after_an_outage_arrives_with_one_id_per_event() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let (exposures, events) = (unique("resent.exposures"), unique("resent.events"));
+    let mut sink = EventSink::connect(&brokers, &exposures, &events).unwrap();
+    sink.ack_timeout = Duration::from_secs(2);
+    let s = Server::start_with(&specs(), Some(Arc::new(sink))).await;
+    let event = json!({"eventName": "buy", "time": 1_767_225_600_000i64, "value": 3,
+                       "user": {"userID": "u1"}});
+    let batch = json!({"events": [event, event]}).to_string();
+    let send = || {
+        s.call(
+            Method::POST,
+            "/v1/log_event",
+            &[("statsig-api-key", SERVER)],
+            batch.clone(),
+        )
+    };
+
+    cluster.broker_down(1).unwrap();
+    let (status, _) = send().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    cluster.broker_up(1).unwrap();
+    // The SDK's retries, bounded.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = send().await;
+        if status == StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(
+            Instant::now() < deadline,
+            "log_event still refused after the broker came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.state
+        .events
+        .as_ref()
+        .unwrap()
+        .flush(Duration::from_secs(30));
+
+    let on_topic = messages_on(&brokers, &events);
+    assert!(
+        on_topic >= 4,
+        "the first attempt's copies arrived too: {on_topic} messages"
+    );
+    let got = consume(&brokers, &events, on_topic).await;
+    assert_eq!(got.len(), on_topic);
+    let mut copies: HashMap<&str, Vec<&Envelope>> = HashMap::new();
+    for (_, env) in &got {
+        copies.entry(env.event_id.as_str()).or_default().push(env);
+    }
+    assert_eq!(
+        copies.len(),
+        2,
+        "two events, each under one id: {:?}",
+        copies.keys()
+    );
+    for envs in copies.values() {
+        for env in envs {
+            assert_eq!(
+                (&env.event_name, env.event_time_ms, &env.value, &env.unit_id),
+                (
+                    &"buy".to_owned(),
+                    1_767_225_600_000,
+                    &Some(json!(3)),
+                    &"u1".to_owned()
+                )
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exposure_dedupe_sends_one_per_window_when_enabled() {
     let Topics {
