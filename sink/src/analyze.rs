@@ -10,13 +10,14 @@
 //!   events, 0 when none). Per group: mean and sample variance; versus control: absolute
 //!   lift with Welch's t interval and test, relative lift with a delta-method interval
 //!   (`Var(m_t/m_c) ≈ v_t/(n_t m_c²) + m_t² v_c/(n_c m_c⁴)`) using the same t quantile.
-//!   Events join exposures on (unit_id_type, unit_id).
+//!   Events join exposures on (unit_id_type, unit_id). An event counts once however many
+//!   copies the table holds: an SDK resending a batch writes copies under one `event_id`.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ahash::AHashMap as HashMap;
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
@@ -234,13 +235,18 @@ pub fn analyze(options: &AnalyzeOptions) -> Result<Report, String> {
     if let Some(event) = &options.event {
         let files = table_files(&options.root.join("events"), options)?;
         let columns = [
+            "event_id",
             "event_name",
             "unit_id_type",
             "unit_id",
             "event_time",
             "value_number",
         ];
+        // Ids of the events counted so far (those of the metric, for exposed units): as
+        // numbers, 16 bytes each, since there may be millions.
+        let mut counted: HashSet<u128> = HashSet::default();
         for_each_batch(&files, &columns, |batch| {
+            let ids = text(batch, "event_id");
             let names = text(batch, "event_name");
             let (unit_types, unit_ids) = (text(batch, "unit_id_type"), text(batch, "unit_id"));
             let times = column(batch, "event_time").as_primitive::<TimestampMillisecondType>();
@@ -253,6 +259,11 @@ pub fn analyze(options: &AnalyzeOptions) -> Result<Report, String> {
                     continue;
                 };
                 if times.value(row) >= unit.first {
+                    let id = ids.value(row);
+                    // Any id the door wrote is a UUID; one that is not is counted as it is.
+                    if uuid_bits(id).is_some_and(|bits| !counted.insert(bits)) {
+                        continue;
+                    }
                     unit.converted = true;
                     if values.is_valid(row) {
                         unit.value += values.value(row);
@@ -470,6 +481,17 @@ fn table_files(table: &Path, options: &AnalyzeOptions) -> Result<Vec<PathBuf>, S
     Ok(files)
 }
 
+/// A UUID's 128 bits, from its text.
+fn uuid_bits(id: &str) -> Option<u128> {
+    let mut bits = 0u128;
+    let mut digits = 0;
+    for c in id.chars().filter(|c| *c != '-') {
+        bits = bits << 4 | u128::from(c.to_digit(16)?);
+        digits += 1;
+    }
+    (digits == 32).then_some(bits)
+}
+
 /// A projected column (the projection guarantees it is there).
 fn column<'b>(batch: &'b RecordBatch, name: &str) -> &'b ArrayRef {
     batch.column_by_name(name).expect("projected column")
@@ -641,4 +663,29 @@ pub fn render_html(report: &Report) -> String {
         report.srm.status.to_uppercase(),
         report.srm.p_value
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uuid_bits;
+
+    #[test]
+    fn event_ids_read_as_128_bits_only_when_they_are_uuids() {
+        assert_eq!(
+            uuid_bits("16358db6-b667-4eb1-ba39-915aa20d26d5"),
+            Some(0x16358db6_b667_4eb1_ba39_915aa20d26d5)
+        );
+        assert_eq!(
+            uuid_bits("16358DB6B6674EB1BA39915AA20D26D5"),
+            uuid_bits("16358db6-b667-4eb1-ba39-915aa20d26d5")
+        );
+        for other in [
+            "",
+            "e1",
+            "16358db6-b667-4eb1-ba39-915aa20d26d5ff",
+            "16358db6-b667-4eb1-ba39-915aa20d26dz",
+        ] {
+            assert_eq!(uuid_bits(other), None, "{other}");
+        }
+    }
 }
