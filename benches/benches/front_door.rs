@@ -67,6 +67,21 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+    // A `log_event` body (the load harness's 100 events) validated into envelopes: the
+    // door's own work per batch before librdkafka, event ids included.
+    let batch = serde_json::json!({"events": vec![serde_json::json!({"eventName": "purchase",
+        "value": 9.99, "time": 1_767_225_600_000_i64, "metadata": {"sku": "a-1", "currency": "EUR"},
+        "user": {"userID": "user-1"}}); 100]});
+    let batch = batch.as_object().unwrap();
+    let origin = ingest::logging::Origin {
+        key_id: "k",
+        sdk_type: Some("load"),
+        sdk_version: None,
+        received_at_ms: 1_767_225_600_000,
+    };
+    group.bench_function("log_event_envelopes_100", |b| {
+        b.iter(|| ingest::logging::envelopes_from_batch(batch, &origin).unwrap())
+    });
     group.finish();
     let sink = state.events.as_ref().unwrap();
     let dropped = sink.exposures_dropped.load(Ordering::Relaxed);
