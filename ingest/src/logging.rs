@@ -10,7 +10,6 @@ use events::{
 };
 use hyper::header::HeaderName;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::http::Decoded;
 
@@ -123,34 +122,86 @@ fn client_time(v: Option<&Value>) -> Option<i64> {
 }
 
 /// The id of the `index`th event of a batch. An event with the client's time gets a UUID
-/// (version 8) derived from SHA-256 of the key's id, its position in the batch, the event as
+/// (version 8) derived from a 128-bit hash (XXH3, a fixed specification: the same on every
+/// door and version; SHA-256 cost 0.5 µs an event here) of the key's id, its position in the batch, the event as
 /// sent and, when it has no user of its own, the batch's user: an SDK resending a batch after
 /// a 503 or a lost answer resends the same events in the same order, so any front door gives
 /// the copies the same ids and consumers can drop them. Without a client time a resend cannot
 /// be told from a second, identical event, so such an event gets a random (v4) id.
+/// `scratch` is a buffer reused across the batch.
 fn event_id(
     origin: &Origin<'_>,
     index: usize,
     event: &Map<String, Value>,
     batch_user: Option<&Value>,
     has_client_time: bool,
+    scratch: &mut Vec<u8>,
 ) -> String {
     if !has_client_time {
         return uuid::Uuid::new_v4().to_string();
     }
-    let mut hash = Sha256::new();
-    hash.update(b"gatehouse event id 1\0");
-    hash.update(origin.key_id.as_bytes());
-    hash.update((index as u64).to_le_bytes());
-    // Writing JSON into a hasher cannot fail; key order is as sent (`preserve_order`).
-    let _ = serde_json::to_writer(&mut hash, event);
+    scratch.clear();
+    scratch.extend_from_slice(b"gatehouse event id 1\0");
+    encode_str(origin.key_id, scratch);
+    scratch.extend_from_slice(&(index as u64).to_le_bytes());
+    encode_object(event, scratch);
     if let (false, Some(user)) = (event.contains_key("user"), batch_user) {
-        let _ = serde_json::to_writer(&mut hash, user);
+        encode(user, scratch);
     }
-    let digest: [u8; 32] = hash.finalize().into();
-    let mut bytes = [0; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Uuid::new_v8(bytes).to_string()
+    let hash = twox_hash::XxHash3_128::oneshot(scratch);
+    uuid::Uuid::new_v8(hash.to_le_bytes()).to_string()
+}
+
+/// Appends an unambiguous encoding of `value` to `out`, for [`event_id`] to hash: a tag byte
+/// per value, lengths before strings and containers, numbers as their bits, keys in the order
+/// sent. (Writing the JSON text instead cost twice as much: escapes, float formatting.)
+fn encode(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.push(0),
+        Value::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => {
+                out.push(2);
+                out.extend_from_slice(&u.to_le_bytes());
+            }
+            (None, Some(i)) => {
+                out.push(3);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+            (None, None) => {
+                out.push(4);
+                let float = n.as_f64().unwrap_or(f64::NAN);
+                out.extend_from_slice(&float.to_bits().to_le_bytes());
+            }
+        },
+        Value::String(s) => {
+            out.push(5);
+            encode_str(s, out);
+        }
+        Value::Array(items) => {
+            out.push(6);
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                encode(item, out);
+            }
+        }
+        // serde_json's parser bounds the nesting, and with it this recursion.
+        Value::Object(map) => encode_object(map, out),
+    }
+}
+
+fn encode_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    out.push(7);
+    out.extend_from_slice(&(map.len() as u64).to_le_bytes());
+    for (key, value) in map {
+        encode_str(key, out);
+        encode(value, out);
+    }
+}
+
+fn encode_str(s: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
 }
 
 /// An ISO date as ms, parsed the way the evaluator parses user dates.
@@ -200,6 +251,7 @@ pub fn envelopes_from_batch(
     };
     let batch_user = body.get("user");
     let mut out = Vec::with_capacity(events.len());
+    let mut scratch = Vec::new();
     for (i, ev) in events.iter().enumerate() {
         let Some(ev) = ev.as_object() else {
             return Err(format!("events[{i}]: must be an object"));
@@ -219,7 +271,7 @@ pub fn envelopes_from_batch(
         let time = client_time(ev.get("time"));
         let mut env = new_envelope(
             origin,
-            event_id(origin, i, ev, batch_user, time.is_some()),
+            event_id(origin, i, ev, batch_user, time.is_some(), &mut scratch),
             name,
             time.unwrap_or(origin.received_at_ms),
             without_private(&user),
