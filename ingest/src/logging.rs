@@ -154,7 +154,8 @@ fn event_id(
 
 /// Appends an unambiguous encoding of `value` to `out`, for [`event_id`] to hash: a tag byte
 /// per value, lengths before strings and containers, numbers as their bits, keys in the order
-/// sent. (Writing the JSON text instead cost twice as much: escapes, float formatting.)
+/// sent. Cheaper than writing the JSON text (no escaping, no float formatting): half the
+/// time of it in a profile of `front_door/log_event_envelopes_100`.
 fn encode(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Null => out.push(0),
