@@ -122,13 +122,13 @@ fn client_time(v: Option<&Value>) -> Option<i64> {
 }
 
 /// The id of the `index`th event of a batch. An event with the client's time gets a UUID
-/// (version 8) derived from a 128-bit hash (XXH3, a fixed specification: the same on every
-/// door and version; SHA-256 cost 0.5 µs an event here) of the key's id, its position in the batch, the event as
-/// sent and, when it has no user of its own, the batch's user: an SDK resending a batch after
-/// a 503 or a lost answer resends the same events in the same order, so any front door gives
-/// the copies the same ids and consumers can drop them. Without a client time a resend cannot
-/// be told from a second, identical event, so such an event gets a random (v4) id.
-/// `scratch` is a buffer reused across the batch.
+/// (version 8) derived from a 128-bit hash of the key's id, its position in the batch, the
+/// event as sent and, when it has no user of its own, the batch's user: an SDK resending a
+/// batch after a 503 or a lost answer resends the same events in the same order, so any front
+/// door gives the copies the same ids and consumers can drop them. Without a client time a
+/// resend cannot be told from a second, identical event, so such an event gets a random (v4)
+/// id. The hash is XXH3 (a fixed specification: the same on every door and version; SHA-256
+/// cost 0.5 µs an event here). `scratch` is a buffer reused across the batch.
 fn event_id(
     origin: &Origin<'_>,
     index: usize,
