@@ -1,7 +1,7 @@
 //! Prometheus metrics: requests by endpoint and status, a latency histogram per endpoint,
-//! open and idle-closed connections, malformed HTTP, and the ruleset's version and age. Lock-free on the
-//! request path (atomics in a DashMap whose entries exist after the first request of each
-//! kind).
+//! open and idle-closed connections, malformed HTTP, and the ruleset's version and age.
+//! Lock-free on the request path (atomics in a DashMap whose entries exist after the first
+//! request of each kind).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
