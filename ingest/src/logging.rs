@@ -259,7 +259,9 @@ pub fn envelopes_from_batch(
         };
         let name = match ev.get("eventName") {
             Some(Value::String(n)) if !n.is_empty() => n.clone(),
-            _ => return Err(format!("events[{i}].eventName: missing or not a string")),
+            Some(Value::String(_)) => return Err(format!("events[{i}].eventName: empty")),
+            Some(_) => return Err(format!("events[{i}].eventName: must be a string")),
+            None => return Err(format!("events[{i}].eventName: missing")),
         };
         let user = match ev.get("user").or(batch_user) {
             Some(u @ Value::Object(_)) => u.clone(),
@@ -471,15 +473,19 @@ mod tests {
         assert_eq!(origin.sdk_type, Some("node"));
     }
 
-    fn ids(key_id: &str, body: Value) -> Vec<uuid::Uuid> {
-        let origin = Origin {
+    /// A batch's origin without SDK headers.
+    fn origin(key_id: &str) -> Origin<'_> {
+        Origin {
             key_id,
             sdk_type: None,
             sdk_version: None,
             received_at_ms: 5,
-        };
+        }
+    }
+
+    fn ids(key_id: &str, body: Value) -> Vec<uuid::Uuid> {
         let body = body.as_object().unwrap().clone();
-        envelopes_from_batch(&body, &origin)
+        envelopes_from_batch(&body, &origin(key_id))
             .unwrap()
             .iter()
             .map(|env| env.event_id.parse().unwrap())
@@ -514,6 +520,22 @@ mod tests {
         let (a, b) = (ids("key-a", untimed.clone()), ids("key-a", untimed));
         assert_ne!(a, b);
         assert_eq!(a[0].get_version_num(), 4);
+    }
+
+    /// A rejected batch says which event's name is wrong and how.
+    #[test]
+    fn a_bad_event_name_is_named_with_what_is_wrong() {
+        let error = |name: Value| {
+            let mut event = json!({"user": {"userID": "u"}});
+            if !name.is_null() {
+                event["eventName"] = name;
+            }
+            let body = json!({"events": [{"eventName": "ok"}, event]});
+            envelopes_from_batch(body.as_object().unwrap(), &origin("k")).unwrap_err()
+        };
+        assert_eq!(error(Value::Null), "events[1].eventName: missing");
+        assert_eq!(error(json!("")), "events[1].eventName: empty");
+        assert_eq!(error(json!(7)), "events[1].eventName: must be a string");
     }
 
     use evaluator::{EvalContext, Ruleset};
