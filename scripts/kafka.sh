@@ -3,16 +3,23 @@
 # the broker's jars come from Maven Central (scripts/kafka/pom.xml pins the version that
 # docker-compose.yml uses too) and are cached under .cache/kafka/libs.
 #
-#   scripts/kafka.sh start   # prints GATEHOUSE_KAFKA_BROKERS=127.0.0.1:<port>
+#   scripts/kafka.sh start   # prints GATEHOUSE_KAFKA_BROKERS=127.0.0.1:<port> and the
+#                            # secured listener's GATEHOUSE_KAFKA_SECURE_BROKERS and
+#                            # GATEHOUSE_KAFKA_SECURE_CONFIG (a client properties file)
 #   scripts/kafka.sh stop
 #
-# Env: GATEHOUSE_KAFKA_PORT (default 19092; the controller takes the next port),
-#      GATEHOUSE_CACHE (default .cache).
+# The broker also listens with SASL_SSL (PLAIN mechanism, a self-signed certificate made at
+# start with keytool) on the port after the controller's, as managed Kafka services do, for
+# the tests of --kafka-config.
+#
+# Env: GATEHOUSE_KAFKA_PORT (default 19092; the controller takes the next port, SASL_SSL
+#      the one after), GATEHOUSE_CACHE (default .cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${GATEHOUSE_CACHE:-$PWD/.cache}/kafka
 port=${GATEHOUSE_KAFKA_PORT:-19092}
 controller=$((port + 1))
+secure=$((port + 2))
 run=$cache/run
 pidfile=$run/broker.pid
 
@@ -30,14 +37,38 @@ start() {
   fetch
   stop >/dev/null 2>&1 || true
   rm -rf "$run" && mkdir -p "$run/data"
+  # The secured listener's certificate (for 127.0.0.1) and a password for its SASL user,
+  # both new at every start.
+  local secret
+  secret=$(head -c 18 /dev/urandom | base64 | tr -d '+/=')
+  keytool -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 30 -dname CN=127.0.0.1 \
+    -ext SAN=IP:127.0.0.1,DNS:localhost -keystore "$run/broker.p12" -storetype PKCS12 \
+    -storepass "$secret" -keypass "$secret" > "$run/keytool.log" 2>&1 \
+    && keytool -exportcert -rfc -alias broker -keystore "$run/broker.p12" -storepass "$secret" \
+      -file "$run/ca.pem" >> "$run/keytool.log" 2>&1 \
+    || { echo "kafka.sh: keytool (Java 17) could not make the certificate:" >&2; cat "$run/keytool.log" >&2; exit 1; }
+  cat > "$run/client.properties" <<CLIENT
+# librdkafka settings for the broker's SASL_SSL listener (gatehouse --kafka-config)
+security.protocol=SASL_SSL
+sasl.mechanisms=PLAIN
+sasl.username=gatehouse
+sasl.password=${secret}
+ssl.ca.location=${run}/ca.pem
+CLIENT
   cat > "$run/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:${controller}
-listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:${port}
+listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controller},SASL_SSL://127.0.0.1:${secure}
+advertised.listeners=PLAINTEXT://127.0.0.1:${port},SASL_SSL://127.0.0.1:${secure}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_gatehouse="${secret}";
+ssl.keystore.location=${run}/broker.p12
+ssl.keystore.type=PKCS12
+ssl.keystore.password=${secret}
+ssl.key.password=${secret}
 inter.broker.listener.name=PLAINTEXT
 log.dirs=${run}/data
 num.partitions=4
@@ -66,13 +97,16 @@ LOG
       tail -20 "$run/broker.log" >&2
       exit 1
     fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null; then
+    if (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null \
+      && (exec 3<>"/dev/tcp/127.0.0.1/${secure}") 2>/dev/null; then
       echo "GATEHOUSE_KAFKA_BROKERS=127.0.0.1:${port}"
+      echo "GATEHOUSE_KAFKA_SECURE_BROKERS=127.0.0.1:${secure}"
+      echo "GATEHOUSE_KAFKA_SECURE_CONFIG=${run}/client.properties"
       return 0
     fi
     sleep 0.5
   done
-  echo "kafka.sh: the broker did not open 127.0.0.1:${port} within 60 s" >&2
+  echo "kafka.sh: the broker did not open 127.0.0.1:${port} and :${secure} within 60 s" >&2
   exit 1
 }
 

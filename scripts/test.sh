@@ -5,8 +5,9 @@
 #
 #   scripts/test.sh            (what .ci/run calls)
 #
-# Needs: cargo (with rustfmt and clippy), python3, Node 20 with npm, Go, Java 17 + Maven
-# and a headless Chromium (Go, Java, Maven and Chromium installed with apt-get when missing). Starts a real Apache Kafka
+# Needs: cargo (with rustfmt and clippy), python3, Node 20 with npm, Go, Java 17 + Maven,
+# OpenSSL's headers and a headless Chromium (all but cargo, python3 and Node installed with
+# apt-get when missing). Starts a real Apache Kafka
 # broker for the tests and stops it at exit.
 # Caches under .cache/ (override with GATEHOUSE_CACHE).
 set -euo pipefail
@@ -24,6 +25,16 @@ done
 cargo --version
 cargo fmt --version >/dev/null || { echo "missing: rustfmt (rustup component add rustfmt)" >&2; exit 1; }
 cargo clippy --version >/dev/null || { echo "missing: clippy (rustup component add clippy)" >&2; exit 1; }
+
+step "OpenSSL headers (librdkafka's TLS and SASL)"
+if ! pkg-config --exists openssl 2>/dev/null; then
+  if command -v apt-get >/dev/null; then
+    apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends libssl-dev pkg-config >/dev/null
+  else
+    echo "missing: OpenSSL development files and pkg-config" >&2; exit 1
+  fi
+fi
+pkg-config --modversion openssl
 
 step "java + maven (the Apache Kafka broker)"
 if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
@@ -83,8 +94,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "a real Apache Kafka broker (scripts/kafka.sh)"
 trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
 eval "$(scripts/kafka.sh start)"
-export GATEHOUSE_KAFKA_BROKERS
-echo "broker at $GATEHOUSE_KAFKA_BROKERS"
+export GATEHOUSE_KAFKA_BROKERS GATEHOUSE_KAFKA_SECURE_BROKERS GATEHOUSE_KAFKA_SECURE_CONFIG
+echo "broker at $GATEHOUSE_KAFKA_BROKERS (SASL_SSL at $GATEHOUSE_KAFKA_SECURE_BROKERS)"
 
 step "cargo test"
 log=$cache/cargo-test.log

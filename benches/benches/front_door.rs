@@ -22,7 +22,12 @@ const KEY: &str = "secret-bench";
 
 fn bench(c: &mut Criterion) {
     let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    let sink = EventSink::connect(&cluster.bootstrap_servers(), "b.exposures", "b.events").unwrap();
+    let sink = EventSink::connect(
+        &ingest::kafka_connection::connection(&cluster.bootstrap_servers()),
+        "b.exposures",
+        "b.events",
+    )
+    .unwrap();
     let state = Arc::new(AppState {
         events: Some(Arc::new(sink)),
         ..AppState::default()

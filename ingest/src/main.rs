@@ -12,6 +12,7 @@ use ingest::http::{serve, AppState, Limits};
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::ClientConfig;
 
 #[derive(Parser)]
 #[command(
@@ -190,12 +191,29 @@ struct KafkaArgs {
     /// (librdkafka's mock cluster, nothing persisted) for demos.
     #[arg(long, env = "GATEHOUSE_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
+    /// A properties file of librdkafka connection settings for every Kafka client (`key=value`
+    /// lines: security.protocol, sasl.*, ssl.*, client.id, socket.*...), e.g. SASL over TLS
+    /// for a managed cluster; settings Gatehouse chooses itself (acks, idempotence...) are
+    /// refused. Needs --kafka-brokers.
+    #[arg(long, env = "GATEHOUSE_KAFKA_CONFIG")]
+    kafka_config: Option<PathBuf>,
     /// Topic for exposures.
     #[arg(long, env = "GATEHOUSE_EXPOSURES_TOPIC", default_value = events::EXPOSURES_TOPIC)]
     exposures_topic: String,
     /// Topic for custom events.
     #[arg(long, env = "GATEHOUSE_EVENTS_TOPIC", default_value = events::EVENTS_TOPIC)]
     events_topic: String,
+}
+
+impl KafkaArgs {
+    /// What every Kafka client of the process starts from: `brokers` and the settings of
+    /// --kafka-config.
+    fn connection(&self, brokers: &str) -> Result<ClientConfig, String> {
+        match &self.kafka_config {
+            Some(path) => ingest::kafka_connection::with_settings_file(brokers, path),
+            None => Ok(ingest::kafka_connection::connection(brokers)),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -334,13 +352,13 @@ impl SinkArgs {
     /// is set.
     fn spawn(
         &self,
-        brokers: &str,
+        connection: &ClientConfig,
         kafka: &KafkaArgs,
         stop: Arc<AtomicBool>,
         stats: Arc<Mutex<sink::Stats>>,
     ) -> std::thread::JoinHandle<Result<sink::Stats, String>> {
         let options = sink::ConsumerOptions {
-            brokers: brokers.to_owned(),
+            connection: connection.clone(),
             group_id: self.group.clone(),
             topics: vec![kafka.exposures_topic.clone(), kafka.events_topic.clone()],
             session_timeout: Duration::from_millis(self.session_timeout_ms),
@@ -387,10 +405,10 @@ async fn main() {
 
 /// Creates the two topics with the broker's default partitions and replication, unless
 /// they exist.
-async fn ensure_topics(brokers: &str, kafka: &KafkaArgs) -> Result<(), String> {
+async fn ensure_topics(connection: &ClientConfig, kafka: &KafkaArgs) -> Result<(), String> {
     let topics = [&kafka.exposures_topic, &kafka.events_topic]
         .map(|name| NewTopic::new(name, -1, TopicReplication::Fixed(-1)));
-    ingest::producer::create_topics(brokers, &topics).await
+    ingest::producer::create_topics(connection, &topics).await
 }
 
 /// The embedded Kafka (librdkafka's in-process mock cluster) with both topics created.
@@ -433,19 +451,24 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
     };
     // The embedded Kafka lives as long as the server.
     let mut _embedded = None;
-    let brokers = match &args.kafka.kafka_brokers {
-        // `up` on a real cluster: the sink subscribes before the first event would
-        // auto-create the topics, so create them (broker defaults) first.
-        Some(brokers) if demo => {
-            ensure_topics(brokers, &args.kafka).await?;
-            brokers.clone()
+    let connection = match &args.kafka.kafka_brokers {
+        Some(brokers) => {
+            let connection = args.kafka.connection(brokers)?;
+            // `up` on a real cluster: the sink subscribes before the first event would
+            // auto-create the topics, so create them (broker defaults) first.
+            if demo {
+                ensure_topics(&connection, &args.kafka).await?;
+            }
+            connection
         }
-        Some(brokers) => brokers.clone(),
+        None if args.kafka.kafka_config.is_some() => {
+            return Err("--kafka-config needs --kafka-brokers: the embedded Kafka takes no connection settings".into());
+        }
         None => {
             let cluster = embedded_kafka(&args.kafka)?;
-            let brokers = cluster.bootstrap_servers();
+            let connection = ingest::kafka_connection::connection(&cluster.bootstrap_servers());
             _embedded = Some(cluster);
-            brokers
+            connection
         }
     };
     if let (Some(sink), None, None) = (&sink, &args.state_dir, &args.state_topic) {
@@ -475,7 +498,7 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
         args.client_keys.push("client-dev".into());
     }
     let events = ingest::producer::EventSink::connect(
-        &brokers,
+        &connection,
         &args.kafka.exposures_topic,
         &args.kafka.events_topic,
     )
@@ -534,7 +557,7 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
             }
             Some(
                 ingest::control::Control::open_kafka(
-                    &brokers,
+                    &connection,
                     topic,
                     keys.clone(),
                     rules.clone(),
@@ -593,7 +616,7 @@ async fn serve_front_door(mut args: ServeArgs, sink: Option<SinkArgs>) -> Result
     let stop_sink = Arc::new(AtomicBool::new(false));
     let sink = sink.map(|sink| {
         tracing::info!(dir = %sink.data_dir.display(), "sink writing Parquet");
-        sink.spawn(&brokers, &args.kafka, stop_sink.clone(), sink_stats)
+        sink.spawn(&connection, &args.kafka, stop_sink.clone(), sink_stats)
     });
 
     // A producer's fatal error stops the door as a signal does, and the exit status says
@@ -702,8 +725,9 @@ async fn run_sink(
 ) -> Result<(), String> {
     let brokers = kafka
         .kafka_brokers
-        .clone()
+        .as_deref()
         .ok_or("the sink needs --kafka-brokers (GATEHOUSE_KAFKA_BROKERS)")?;
+    let connection = kafka.connection(brokers)?;
     let stats = Arc::new(Mutex::new(sink::Stats::default()));
     if let Some(addr) = metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -713,7 +737,7 @@ async fn run_sink(
         tokio::spawn(serve_sink_metrics(listener, stats.clone()));
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = sink.spawn(&brokers, &kafka, stop.clone(), stats);
+    let handle = sink.spawn(&connection, &kafka, stop.clone(), stats);
     let mut handle = tokio::task::spawn_blocking(move || handle.join());
     tokio::select! {
         // Ended on its own: a fatal error.

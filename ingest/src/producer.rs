@@ -134,15 +134,15 @@ pub enum SendError {
     NotAcknowledged(String),
 }
 
-/// Creates `topics` unless they exist (an existing topic is kept as it is).
+/// Creates `topics` unless they exist (an existing topic is kept as it is), connecting as
+/// `connection` says ([`crate::kafka_connection`]).
 pub async fn create_topics(
-    brokers: &str,
+    connection: &ClientConfig,
     topics: &[rdkafka::admin::NewTopic<'_>],
 ) -> Result<(), String> {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::error::RDKafkaErrorCode;
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = connection
         .create()
         .map_err(|e| format!("Kafka admin client: {e}"))?;
     let results = admin
@@ -159,11 +159,10 @@ pub async fn create_topics(
 }
 
 /// The producer settings every Gatehouse producer uses (the load harness's raw-producer
-/// baseline too): idempotent, `acks=all`, lz4, 5 ms linger.
-pub fn producer_config(brokers: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
+/// baseline too) on top of `connection`: idempotent, `acks=all`, lz4, 5 ms linger.
+pub fn producer_config(connection: &ClientConfig) -> ClientConfig {
+    let mut config = connection.clone();
     config
-        .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")
@@ -175,13 +174,13 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
 }
 
 impl EventSink {
-    /// A producer for `brokers` (a bootstrap list).
+    /// A producer for the brokers `connection` names ([`crate::kafka_connection`]).
     pub fn connect(
-        brokers: &str,
+        connection: &ClientConfig,
         exposures_topic: &str,
         events_topic: &str,
     ) -> Result<EventSink, KafkaError> {
-        let config = producer_config(brokers);
+        let config = producer_config(connection);
         let exposures_failed = Arc::new(AtomicU64::new(0));
         let mut exposure_config = config.clone();
         exposure_config

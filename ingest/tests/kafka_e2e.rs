@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use events::{Envelope, ExposureMessage, ExposureMetadata, ExposureView};
 use hyper::{Method, StatusCode};
+use ingest::kafka_connection::connection;
 use ingest::producer::EventSink;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -63,7 +64,7 @@ fn topics(name: &str) -> Topics {
         unique(&format!("{name}.exposures")),
         unique(&format!("{name}.events")),
     );
-    let sink = Arc::new(EventSink::connect(&brokers, &exposures, &events).unwrap());
+    let sink = Arc::new(EventSink::connect(&connection(&brokers), &exposures, &events).unwrap());
     Topics {
         brokers,
         exposures,
@@ -261,7 +262,8 @@ async fn log_event_and_exposures_arrive_in_kafka() {
 #[tokio::test]
 async fn a_bad_batch_produces_nothing() {
     let (brokers, _guard) = broker();
-    let sink = Arc::new(EventSink::connect(&brokers, &unique("x"), &unique("y")).unwrap());
+    let sink =
+        Arc::new(EventSink::connect(&connection(&brokers), &unique("x"), &unique("y")).unwrap());
     let s = Server::start_with(&specs(), Some(sink.clone())).await;
     let bad = json!({"events": [{"eventName": "ok", "user": {"userID": "u"}}, {"value": 1}]});
     let (status, body) = s.post_json("/v1/log_event", SERVER, &bad).await;
@@ -349,7 +351,7 @@ async fn a_failed_exposure_delivery_is_counted_failed() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     let cluster = MockCluster::new(1).unwrap();
     let topic = unique("test.failed.exposures");
-    let sink = EventSink::connect(&cluster.bootstrap_servers(), &topic, "ev").unwrap();
+    let sink = EventSink::connect(&connection(&cluster.bootstrap_servers()), &topic, "ev").unwrap();
     sink.send_exposure(&gate_exposure("u1", r#"{"userID":"u1"}"#));
     sink.flush(Duration::from_secs(10));
     assert_eq!((sink.produced(), sink.failed()), (1, 0));
@@ -387,7 +389,9 @@ fn break_the_producers_sequence(cluster: &MockCluster<'_, impl rdkafka::ClientCo
 async fn a_fatal_producer_error_fails_readiness() {
     let cluster = MockCluster::new(1).unwrap();
     let topic = unique("test.fatal.exposures");
-    let sink = Arc::new(EventSink::connect(&cluster.bootstrap_servers(), &topic, "ev").unwrap());
+    let sink = Arc::new(
+        EventSink::connect(&connection(&cluster.bootstrap_servers()), &topic, "ev").unwrap(),
+    );
     let s = Server::start_with(&specs(), Some(sink.clone())).await;
     assert_eq!(
         s.call(Method::GET, "/readyz", &[], "").await.0,
@@ -473,7 +477,8 @@ fn a_fatal_producer_error_stops_the_binary_with_status_1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_gives_503_with_retry_after() {
     let cluster = MockCluster::new(1).unwrap();
-    let mut sink = EventSink::connect(&cluster.bootstrap_servers(), "exp", "ev").unwrap();
+    let mut sink =
+        EventSink::connect(&connection(&cluster.bootstrap_servers()), "exp", "ev").unwrap();
     sink.ack_timeout = Duration::from_secs(2);
     let s = Server::start_with(&specs(), Some(Arc::new(sink))).await;
     let (status, _) = s.call(Method::GET, "/readyz", &[], "").await;
@@ -542,7 +547,7 @@ async fn a_batch_resent_after_an_outage_arrives_with_one_id_per_event() {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let (exposures, events) = (unique("resent.exposures"), unique("resent.events"));
-    let mut sink = EventSink::connect(&brokers, &exposures, &events).unwrap();
+    let mut sink = EventSink::connect(&connection(&brokers), &exposures, &events).unwrap();
     sink.ack_timeout = Duration::from_secs(2);
     let s = Server::start_with(&specs(), Some(Arc::new(sink))).await;
     let event = json!({"eventName": "buy", "time": 1_767_225_600_000i64, "value": 3,

@@ -4,14 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use parquet::file::reader::{FileReader, SerializedFileReader};
-
 mod common;
-use common::{free_port, raw_request, wait_for_exit, wait_until_listening};
+use common::{free_port, parquet_rows, raw_request, wait_for_exit, wait_until_listening};
 
 fn request(port: u16, path: &str, body: &str) -> String {
     raw_request(
@@ -21,27 +18,6 @@ fn request(port: u16, path: &str, body: &str) -> String {
         &["statsig-api-key: secret-dev"],
         body.as_bytes(),
     )
-}
-
-fn parquet_rows(dir: &Path) -> u64 {
-    let mut rows = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                let reader =
-                    SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
-                rows += reader.metadata().file_metadata().num_rows() as u64;
-            }
-        }
-    }
-    rows
 }
 
 #[test]

@@ -17,10 +17,11 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::engine::{Commit, Engine, Message, SinkConfig, Stats};
 
 /// How the sink joins Kafka.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConsumerOptions {
-    /// Bootstrap servers.
-    pub brokers: String,
+    /// The bootstrap servers and connection settings (TLS, SASL), as the front door's
+    /// clients have them; the sink adds its consumer's own.
+    pub connection: ClientConfig,
     /// Consumer group: sink processes sharing it share the partitions.
     pub group_id: String,
     /// Topics to read (the front door's exposures and events topics).
@@ -190,8 +191,9 @@ pub fn run(
         engine: Mutex::new(engine),
         fatal: Mutex::new(None),
     };
-    let consumer: BaseConsumer<SinkContext> = ClientConfig::new()
-        .set("bootstrap.servers", &options.brokers)
+    let consumer: BaseConsumer<SinkContext> = options
+        .connection
+        .clone()
         .set("group.id", &options.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")

@@ -42,6 +42,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use ingest::http::{serve, AppState};
+use ingest::kafka_connection::connection;
 use ingest::producer::EventSink;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::json;
@@ -499,7 +500,7 @@ async fn front_door(brokers: String) -> (std::net::SocketAddr, Arc<AppState>) {
         "/../evaluator/tests/data/conformance_v2.json"
     ))
     .unwrap();
-    let sink = EventSink::connect(&brokers, "load.exposures", "load.events").unwrap();
+    let sink = EventSink::connect(&connection(&brokers), "load.exposures", "load.events").unwrap();
     let state = Arc::new(AppState {
         events: Some(Arc::new(sink)),
         ..AppState::default()
@@ -518,7 +519,9 @@ async fn front_door(brokers: String) -> (std::net::SocketAddr, Arc<AppState>) {
 /// The librdkafka ceiling: `n` pre-serialized events of `size` bytes, produced and flushed
 /// with the front door's producer settings, no HTTP.
 fn raw_producer(brokers: &str, n: usize, payload: &[u8]) -> f64 {
-    let producer: FutureProducer = ingest::producer::producer_config(brokers).create().unwrap();
+    let producer: FutureProducer = ingest::producer::producer_config(&connection(brokers))
+        .create()
+        .unwrap();
     let started = Instant::now();
     for i in 0..n {
         let key = format!("u{}", i % 10_000);

@@ -142,7 +142,7 @@ fn end_to_end(
 
     let stop = Arc::new(AtomicBool::new(false));
     let options = sink::ConsumerOptions {
-        brokers: brokers.to_owned(),
+        connection: ingest::kafka_connection::connection(brokers),
         group_id: format!("{topic}-group"),
         topics: vec![topic.to_owned()],
         session_timeout: Duration::from_secs(10),

@@ -35,13 +35,13 @@ impl std::fmt::Debug for KafkaLog {
 impl KafkaLog {
     /// Creates the topic (one partition, compacted) unless it exists, and a producer for
     /// it: idempotent, `acks=all`, so an acknowledged change survives a broker failover.
-    pub async fn connect(brokers: &str, topic: &str) -> Result<KafkaLog, String> {
+    pub async fn connect(connection: &ClientConfig, topic: &str) -> Result<KafkaLog, String> {
         let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(-1))
             .set("cleanup.policy", "compact")
             .set("min.compaction.lag.ms", MIN_COMPACTION_LAG_MS);
-        crate::producer::create_topics(brokers, &[new_topic]).await?;
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+        crate::producer::create_topics(connection, &[new_topic]).await?;
+        let producer: FutureProducer = connection
+            .clone()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "0")
@@ -86,13 +86,13 @@ impl KafkaLog {
 /// each poll's changes, in order, to `apply` together with whether the replica has caught
 /// up with the end of the topic as it was at start (before that, `live` is false).
 pub fn tail(
-    brokers: &str,
+    connection: &ClientConfig,
     topic: &str,
     stop: Arc<AtomicBool>,
     mut apply: impl FnMut(Vec<Change>, bool) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>, String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = connection
+        .clone()
         .set(
             "group.id",
             format!("gatehouse-control-{}", uuid::Uuid::new_v4()),

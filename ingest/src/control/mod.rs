@@ -84,19 +84,19 @@ impl Control {
     /// The shared store: the compacted topic `topic`, tailed until `stop`. Returns once this
     /// front door has replayed the topic to its end.
     pub async fn open_kafka(
-        brokers: &str,
+        connection: &rdkafka::ClientConfig,
         topic: &str,
         keys: Arc<KeyStore>,
         rules: Arc<LiveRules>,
         stop: Arc<AtomicBool>,
     ) -> Result<Arc<Control>, String> {
-        let log = KafkaLog::connect(brokers, topic).await?;
+        let log = KafkaLog::connect(connection, topic).await?;
         let control = Arc::new(Control::new(Backend::Kafka(log), keys, rules));
         let (ready_tx, ready_rx) = oneshot::channel();
         let mut ready_tx = Some(ready_tx);
         let tailing = control.clone();
         let runtime = tokio::runtime::Handle::current();
-        kafka_log::tail(brokers, topic, stop, move |batch, live| {
+        kafka_log::tail(connection, topic, stop, move |batch, live| {
             let restatements = tailing.apply_batch(&batch, live, ready_tx.is_some());
             if let Some(tx) = ready_tx.take_if(|_| live) {
                 let _ = tx.send(());

@@ -236,3 +236,26 @@ pub fn raw_request(port: u16, method: &str, path: &str, headers: &[&str], body: 
     stream.read_to_string(&mut out).unwrap();
     out
 }
+
+/// Rows in the Parquet files under `dir`, read by the parquet crate's own reader.
+pub fn parquet_rows(dir: &std::path::Path) -> u64 {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut rows = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let reader =
+                    SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+                rows += reader.metadata().file_metadata().num_rows() as u64;
+            }
+        }
+    }
+    rows
+}
