@@ -367,7 +367,33 @@ fn only_a_client_specs_key_downloads_the_ruleset_among_client_keys() {
 
 #[test]
 fn bad_values_stop_the_server_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka_config = dir.path().join("kafka.properties");
+    std::fs::write(&kafka_config, "security.protocol=SSL\nacks=1\n").unwrap();
+    let kafka_config = kafka_config.to_str().unwrap();
     for (flags, message) in [
+        (
+            &[
+                "--kafka-brokers",
+                "127.0.0.1:1",
+                "--kafka-config",
+                kafka_config,
+            ][..],
+            "kafka.properties: line 2: acks: not a connection setting",
+        ),
+        (
+            &[
+                "--kafka-brokers",
+                "127.0.0.1:1",
+                "--kafka-config",
+                "/no/such/file",
+            ],
+            "--kafka-config /no/such/file: No such file",
+        ),
+        (
+            &["--kafka-config", kafka_config],
+            "--kafka-config needs --kafka-brokers",
+        ),
         (
             &["--cors-origins", "shop.example.com"][..],
             "--cors-origins",

@@ -23,11 +23,21 @@ fn secure_broker() -> Option<(String, PathBuf)> {
     Some((brokers?, config?.into()))
 }
 
+/// A `gatehouse` process, killed when dropped (a failed assertion leaves none behind).
+struct Door(Child);
+
+impl Drop for Door {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `gatehouse up` on the secured listener, its topics, console state topic and sink group
 /// new to this run.
-fn up(port: u16, brokers: &str, config: &std::path::Path, data: &std::path::Path) -> Child {
+fn up(port: u16, brokers: &str, config: &std::path::Path, data: &std::path::Path) -> Door {
     let run = format!("secure.{}.{}", std::process::id(), rand_suffix());
-    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["up", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--kafka-brokers", brokers, "--kafka-config"])
         .arg(config)
@@ -42,7 +52,8 @@ fn up(port: u16, brokers: &str, config: &std::path::Path, data: &std::path::Path
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Door(child)
 }
 
 fn get(port: u16, path: &str) -> String {
@@ -76,7 +87,7 @@ fn every_kafka_client_reaches_a_sasl_ssl_broker_through_the_settings_file() {
     };
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = up(port, &brokers, &config, data.path());
+    let mut door = up(port, &brokers, &config, data.path());
     // Ready: the producer reached the broker (and `up` created its topics, and the console
     // replayed its state topic, before it listened).
     assert!(
@@ -103,9 +114,9 @@ fn every_kafka_client_reaches_a_sasl_ssl_broker_through_the_settings_file() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &door.0.id().to_string()])
         .status();
-    let status = wait_for_exit(&mut child, Duration::from_secs(60), "up did not stop");
+    let status = wait_for_exit(&mut door.0, Duration::from_secs(60), "up did not stop");
     assert!(status.success(), "{status}");
     assert_eq!(parquet_rows(&events), 1);
     assert_eq!(
@@ -134,24 +145,24 @@ fn a_wrong_password_leaves_the_front_door_unready() {
     std::fs::write(&wrong_config, wrong).unwrap();
     let port = free_port();
     let port_args = ["serve", "--listen", &format!("127.0.0.1:{port}")];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(port_args)
-        .args(["--kafka-brokers", &brokers, "--kafka-config"])
-        .arg(&wrong_config)
-        .args(["--server-key", "secret-sec", "--specs"])
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../docs/examples/specs.json"
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _door = Door(
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(port_args)
+            .args(["--kafka-brokers", &brokers, "--kafka-config"])
+            .arg(&wrong_config)
+            .args(["--server-key", "secret-sec", "--specs"])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../docs/examples/specs.json"
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     common::wait_until_listening(port, "gatehouse serve");
     // With the right password the same door is ready within a second or two (above).
     assert!(!ready_within(port, Duration::from_secs(5)));
     let readyz = get(port, "/readyz");
     assert!(readyz.contains("no Kafka broker reachable"), "{readyz}");
-    let _ = child.kill();
-    let _ = child.wait();
 }
