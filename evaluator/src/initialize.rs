@@ -114,7 +114,18 @@ impl Ruleset {
         out.json(&self.loggable_user(req.user_json));
         out.raw(",\"evaluated_keys\":");
         out.json(&evaluated_keys(req.user_json));
-        out.raw(",\"sdkParams\":{},\"param_stores\":{}}");
+        out.raw(",\"sdkParams\":{},\"param_stores\":{");
+        let visible = self
+            .param_stores
+            .iter()
+            .filter(|s| s.visible_to(req.target_app));
+        for (i, store) in visible.enumerate() {
+            if i > 0 {
+                out.raw(",");
+            }
+            out.raw(store.rendered(req.hash));
+        }
+        out.raw("}}");
         out.bytes
     }
 

@@ -13,6 +13,7 @@ mod eval;
 pub mod hash;
 mod id_lists;
 mod initialize;
+mod param_store;
 mod ruleset;
 pub mod ua;
 mod user;

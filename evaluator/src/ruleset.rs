@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::condition::{Condition, Kind, Name};
 use crate::id_lists::IdLists;
 use crate::initialize::{needs_escape, HashAlgorithm};
+use crate::param_store::ParamStore;
 use crate::value::DynValue;
 
 /// The three spec tables of a ruleset.
@@ -167,6 +168,8 @@ pub struct Ruleset {
     /// delegate name needs JSON escaping (nearly always so): initialize responses then copy
     /// them as they are.
     pub(crate) plain_text: bool,
+    /// `param_stores`, ready for initialize responses.
+    pub(crate) param_stores: Vec<ParamStore>,
     /// The normalized v2 document, for re-serialization.
     doc: Map<String, Value>,
     warnings: Vec<String>,
@@ -531,9 +534,11 @@ fn compile(doc: Map<String, Value>) -> Result<Ruleset, RulesetError> {
             Kind::NestedGate { name, .. } => !needs_escape(name),
             _ => true,
         });
+    let param_stores = ParamStore::compile_all(&doc, &mut warnings);
     Ok(Ruleset {
         time,
         plain_text,
+        param_stores,
         specs,
         listed,
         conditions,

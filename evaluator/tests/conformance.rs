@@ -191,6 +191,19 @@ fn hash_names(response: &Value, hash: HashAlgorithm) -> Value {
         }
         out[table] = Value::Object(renamed);
     }
+    let mut stores = serde_json::Map::new();
+    for (name, params) in response["param_stores"].as_object().into_iter().flatten() {
+        let mut params = params.clone();
+        for param in params.as_object_mut().unwrap().values_mut() {
+            for reference in ["gate_name", "config_name", "experiment_name", "layer_name"] {
+                if let Some(Value::String(target)) = param.get(reference) {
+                    param[reference] = hash.hash(target).into();
+                }
+            }
+        }
+        stores.insert(hash.hash(name), params);
+    }
+    out["param_stores"] = Value::Object(stores);
     out["hash_used"] = hash.as_str().into();
     out
 }
@@ -228,6 +241,7 @@ fn initialize_matches_the_core_sdk() {
                 "dynamic_configs",
                 "layer_configs",
                 "evaluated_keys",
+                "param_stores",
                 "time",
                 "has_updates",
                 "hash_used",

@@ -1,5 +1,5 @@
-//! What one key may see of the ruleset: a key bound to a target app gets only the specs
-//! listing that app (`targetAppIDs`), with `app_id` set; a key limited to environments gets
+//! What one key may see of the ruleset: a key bound to a target app gets only the specs and
+//! parameter stores listing that app (`targetAppIDs`), with `app_id` set; a key limited to environments gets
 //! only the rules enabled for them, with `default_environment` set (Statsig's per-app and
 //! per-environment keys). Bodies are built once per ruleset version and scope.
 
@@ -28,7 +28,7 @@ impl Scope {
         })
     }
 
-    /// Whether a spec is served to this scope.
+    /// Whether a spec (or a parameter store: the same rule) is served to this scope.
     fn keeps_spec(&self, spec: &Value) -> bool {
         let Some(app) = &self.app else {
             return true;
@@ -96,6 +96,9 @@ impl Scope {
                 }
             }
         }
+        if let Some(stores) = payload["param_stores"].as_object_mut() {
+            stores.retain(|_, store| self.keeps_spec(store));
+        }
         if let Some(app) = &self.app {
             payload["app_id"] = app.as_str().into();
         }
@@ -120,7 +123,9 @@ mod tests {
                 {"name": "ios_only", "targetAppIDs": ["ios"], "rules": []},
                 {"name": "no_app", "rules": []}
             ],
-            "dynamic_configs": [], "layer_configs": [], "layers": {}
+            "dynamic_configs": [], "layer_configs": [], "layers": {},
+            "param_stores": {"web_store": {"targetAppIDs": ["web"], "parameters": {}},
+                             "no_app_store": {"parameters": {}}}
         });
         let scope = Scope {
             app: Some("web".into()),
@@ -143,6 +148,10 @@ mod tests {
             rules.len(),
             2,
             "the production-only rule is gone: {rules:?}"
+        );
+        assert_eq!(
+            cut["param_stores"],
+            json!({"web_store": {"targetAppIDs": ["web"], "parameters": {}}})
         );
         assert_eq!(cut["app_id"], "web");
         assert_eq!(cut["default_environment"], "staging");

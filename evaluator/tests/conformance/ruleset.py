@@ -310,7 +310,38 @@ def build(seed=7):
         "default_environment": "production",
         "diagnostics": {},
         "sdk_configs": {"sampling_mode": "none"},
+        "param_stores": param_stores(),
         "response_format": "dcs-v1",
+    }
+
+
+def param_stores():
+    """Parameter stores: static values of every type and references to a gate, a config, an
+    experiment and a layer of the ruleset; one store only for the target app APP_ID."""
+    def static(param_type, value):
+        return {"ref_type": "static", "param_type": param_type, "value": value}
+
+    return {
+        "checkout_params": {"parameters": {
+            "title": static("string", "Checkout"),
+            "max_items": static("number", 12),
+            "express": static("boolean", True),
+            "theme": static("object", {"color": "blue"}),
+            "steps": static("array", ["cart", "pay"]),
+            "banner": {"ref_type": "gate", "param_type": "string", "gate_name": "gate_6",
+                       "pass_value": "new", "fail_value": "old"},
+            "color": {"ref_type": "dynamic_config", "param_type": "string", "config_name": "config_1",
+                      "param_name": "color"},
+            "button": {"ref_type": "experiment", "param_type": "string", "experiment_name": "exp_0",
+                       "param_name": "button"},
+            "size": {"ref_type": "layer", "param_type": "number", "layer_name": "layer_0",
+                     "param_name": "size"},
+        }},
+        "web_params": {"targetAppIDs": [APP_ID], "parameters": {
+            "greeting": static("string", "hello"),
+            "new_nav": {"ref_type": "gate", "param_type": "boolean", "gate_name": "gate_15",
+                        "pass_value": True, "fail_value": False},
+        }},
     }
 
 

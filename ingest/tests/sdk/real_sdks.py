@@ -111,8 +111,11 @@ def js_client(base, cases, marker, script, label):
     v1 = json.load(open(os.path.join(os.path.dirname(__file__), "../../../evaluator/tests/data/conformance_v1.json")))
     gates = [s["name"] for s in v1["feature_gates"] if s["entity"] not in ("segment", "holdout")]
     configs = [s["name"] for s in v1["dynamic_configs"]]
+    stores = v1.get("param_stores", {})
+    param_stores = {name: list(store["parameters"]) for name, store in stores.items()}
     out = subprocess.run(["node", os.path.join(JS_DIR, script), base, CLIENT,
-                          json.dumps({"users": users, "gates": gates, "configs": configs}), marker],
+                          json.dumps({"users": users, "gates": gates, "configs": configs,
+                                      "paramStores": param_stores}), marker],
                          capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         print(out.stderr[-4000:])
@@ -143,14 +146,42 @@ def js_client(base, cases, marker, script, label):
             else:
                 failed += 1
                 print(f"MISMATCH {label} gate {g} user={json.dumps(user)}: js={answer['gates'][g]} gatehouse={ours[g]['value']}")
+        config_values = {c: post(base, "/v1/get_config", {"user": user, "configName": c})["value"]
+                         for c in configs}
         for c in configs:
-            mine = post(base, "/v1/get_config", {"user": user, "configName": c})["value"]
-            if answer["configs"][c] == mine:
+            if answer["configs"][c] == config_values[c]:
                 passed += 1
             else:
                 failed += 1
-                print(f"MISMATCH {label} config {c} user={json.dumps(user)}: js={answer['configs'][c]} gatehouse={mine}")
+                print(f"MISMATCH {label} config {c} user={json.dumps(user)}: js={answer['configs'][c]} "
+                      f"gatehouse={config_values[c]}")
+        # Parameter stores (js-client only: the legacy statsig-js has none), resolved from
+        # the same user's answers of the server API.
+        for store, params in answer.get("params", {}).items():
+            for name, got in params.items():
+                want = param_value(stores[store]["parameters"][name], base, user, ours, config_values)
+                if got == want:
+                    passed += 1
+                else:
+                    failed += 1
+                    print(f"MISMATCH {label} parameter {store}.{name} user={json.dumps(user)}: js={got} "
+                          f"gatehouse={want}")
     return passed, failed
+
+
+def param_value(param, base, user, gates, config_values):
+    """What a parameter of a store resolves to for `user`, by the server API's answers:
+    `gates` from check_gate, `config_values` from get_config, layers asked here."""
+    kind = param["ref_type"]
+    if kind == "static":
+        return param["value"]
+    if kind == "gate":
+        return param["pass_value"] if gates[param["gate_name"]]["value"] else param["fail_value"]
+    if kind == "layer":
+        value = post(base, "/v1/get_layer", {"user": user, "layerName": param["layer_name"]})["value"]
+    else:
+        value = config_values[param.get("config_name") or param["experiment_name"]]
+    return value.get(param["param_name"])
 
 
 def id_list_gate(name):

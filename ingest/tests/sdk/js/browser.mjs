@@ -17,7 +17,7 @@ import { readFile } from 'node:fs/promises';
 import puppeteer from 'puppeteer-core';
 
 const [base, key, usersJson, marker] = process.argv.slice(2);
-const { users, gates, configs } = JSON.parse(usersJson);
+const { users, gates, configs, paramStores } = JSON.parse(usersJson);
 const here = new URL('.', import.meta.url);
 const page = `<!doctype html>
 <script src="/statsig-js-client.min.js"></script>
@@ -69,7 +69,7 @@ try {
       ...run, event: { eventName: 'sdk_check_browser', value: run.marker, metadata: sdk },
     });
     const gzipped = await window.runUsers(StatsigClient, {
-      ...run, users: run.users.slice(0, 1), gates: [], configs: [],
+      ...run, users: run.users.slice(0, 1), gates: [], configs: [], paramStores: {},
       event: { eventName: 'sdk_check_browser_gzip', value: run.marker, metadata: sdk },
       options: { logEventCompressionMode: 'f' },
     });
@@ -81,7 +81,7 @@ try {
       answers: [...all.answers, ...legacy.answers],
       initialized: all.initialized && gzipped.initialized && legacy.initialized,
     };
-  }, { base, key, users, gates, configs, marker });
+  }, { base, key, users, gates, configs, paramStores, marker });
   // A beacon leaves as the page lets it go: wait for the last one to be answered.
   await new Promise((done) => setTimeout(done, 500));
   console.log(JSON.stringify({ ...result, failedRequests, requestKinds }));
