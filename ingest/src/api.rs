@@ -43,13 +43,19 @@ pub async fn ready(state: &AppState) -> Reply {
             "the Kafka producer failed for good ({error}); the front door is stopping"
         ));
     }
-    let reachable = tokio::task::spawn_blocking(move || {
-        sink.broker_reachable(std::time::Duration::from_millis(1500))
-    })
-    .await
-    .unwrap_or(false);
+    let reachable = {
+        let sink = sink.clone();
+        tokio::task::spawn_blocking(move || {
+            sink.broker_reachable(std::time::Duration::from_millis(1500))
+        })
+        .await
+        .unwrap_or(false)
+    };
     if !reachable {
-        return not_ready("no Kafka broker reachable");
+        return match sink.last_client_error() {
+            Some(error) => not_ready(&format!("no Kafka broker reachable; last error: {error}")),
+            None => not_ready("no Kafka broker reachable"),
+        };
     }
     json_reply(
         StatusCode::OK,

@@ -7,7 +7,7 @@
 
 use std::ffi::{c_void, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use events::{Envelope, ExposureMessage};
@@ -37,9 +37,23 @@ const EXPOSURE_LINGER_MS: u32 = 50;
 /// follows from the others ([`EventSink::produced`]).
 struct CountFailures {
     failed: Arc<AtomicU64>,
+    /// librdkafka's last client-level error that says why (authentication refused, a
+    /// refused connection...), for `/readyz` to say why no broker answers.
+    last_error: Mutex<Option<String>>,
 }
 
-impl ClientContext for CountFailures {}
+impl ClientContext for CountFailures {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Logged as rdkafka's default context logs it.
+        tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+        // "1/1 brokers are down" follows the error that says why: it never replaces one.
+        let summary = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if !summary || last.is_none() {
+            *last = Some(reason.to_owned());
+        }
+    }
+}
 
 impl ProducerContext for CountFailures {
     type DeliveryOpaque = ();
@@ -189,6 +203,7 @@ impl EventSink {
         let exposure_producer: ThreadedProducer<CountFailures> = exposure_config
             .create_with_context(CountFailures {
                 failed: exposures_failed.clone(),
+                last_error: Mutex::new(None),
             })?;
         let exposure_topic =
             TopicHandle::new(exposure_producer.client().native_ptr(), exposures_topic)?;
@@ -363,6 +378,17 @@ impl EventSink {
                 return error;
             }
         }
+    }
+
+    /// The last error librdkafka reported for the connection (e.g. `SASL authentication
+    /// error: ...`), however long ago: shown when no broker answers.
+    pub fn last_client_error(&self) -> Option<String> {
+        let context = self.exposure_producer.context();
+        context
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether a broker answers a metadata request within `timeout` (blocking: call it on the

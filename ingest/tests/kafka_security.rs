@@ -164,5 +164,9 @@ fn a_wrong_password_leaves_the_front_door_unready() {
     // With the right password the same door is ready within a second or two (above).
     assert!(!ready_within(port, Duration::from_secs(5)));
     let readyz = get(port, "/readyz");
-    assert!(readyz.contains("no Kafka broker reachable"), "{readyz}");
+    assert!(
+        readyz.contains("no Kafka broker reachable; last error: ")
+            && readyz.contains("Authentication failed"),
+        "{readyz}"
+    );
 }
