@@ -61,6 +61,7 @@ CLIENT = "client-real-sdk-test"
 # evaluation.
 CLIENT_SPECS = "client-real-sdk-on-device"
 JS_USERS = 25
+PARAM_STORE_USERS = 30
 JS_DIR = os.path.join(os.path.dirname(__file__), "js")
 GO_DIR = os.path.join(os.path.dirname(__file__), "go")
 JAVA_DIR = os.path.join(os.path.dirname(__file__), "java")
@@ -166,6 +167,37 @@ def js_client(base, cases, marker, script, label):
                     failed += 1
                     print(f"MISMATCH {label} parameter {store}.{name} user={json.dumps(user)}: js={got} "
                           f"gatehouse={want}")
+    return passed, failed
+
+
+def user_kwargs(user):
+    """A user's fields as the Python SDKs' StatsigUser takes them (but the environment, which
+    the two SDKs name differently)."""
+    return dict(user_id=user.get("userID"), email=user.get("email"), ip=user.get("ip"),
+                country=user.get("country"), locale=user.get("locale"),
+                app_version=user.get("appVersion"), user_agent=user.get("userAgent"),
+                custom=user.get("custom"), custom_ids=user.get("customIDs"),
+                private_attributes=user.get("privateAttributes"))
+
+
+def core_param_stores(base, cases, core_sdk, core):
+    """The parameter stores statsig-python-core puts in its own client initialize response,
+    from the ruleset it downloaded from us, equal those of our /v1/initialize (djb2 names)."""
+    passed = failed = 0
+    for case in cases[:PARAM_STORE_USERS]:
+        user = case["user"]
+        cu = core.StatsigUser(**user_kwargs(user), statsig_environment=user.get("statsigEnvironment"))
+        theirs = json.loads(core_sdk.get_client_initialize_response(cu, hash="djb2"))["param_stores"]
+        req = urllib.request.Request(base + "/v1/initialize", data=json.dumps({"user": user, "hash": "djb2"}).encode(),
+                                     headers={"statsig-api-key": CLIENT, "content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            ours = json.loads(resp.read())["param_stores"]
+        if theirs == ours and ours:
+            passed += 1
+        else:
+            failed += 1
+            print(f"MISMATCH core param_stores user={json.dumps(user)}: sdk={theirs} gatehouse={ours}")
+    print(f"core SDK's parameter stores from our DCS equal our /v1/initialize's: {passed} of {passed + failed} users")
     return passed, failed
 
 
@@ -523,11 +555,7 @@ def main():
             user = case["user"]
             node_answers = dict(zip(names_of(case), node_answers))
             legacy_differs = case.get("legacy_differs", {})
-            kwargs = dict(user_id=user.get("userID"), email=user.get("email"), ip=user.get("ip"),
-                          country=user.get("country"), locale=user.get("locale"),
-                          app_version=user.get("appVersion"), user_agent=user.get("userAgent"),
-                          custom=user.get("custom"), custom_ids=user.get("customIDs"),
-                          private_attributes=user.get("privateAttributes"))
+            kwargs = user_kwargs(user)
             cu = core.StatsigUser(**kwargs, statsig_environment=user.get("statsigEnvironment"))
             try:
                 lu = StatsigUser(**kwargs, _statsig_environment=user.get("statsigEnvironment"))
@@ -569,6 +597,8 @@ def main():
                         if failed <= 10:
                             print(f"MISMATCH {sdk} {name} user={json.dumps(user)}: sdk={theirs} gatehouse={mine}")
         print(f"core SDK initialized from gatehouse: {details.init_success} ({details.source})")
+        stores_passed, stores_failed = core_param_stores(base, cases, core_sdk, core)
+        passed, failed = passed + stores_passed, failed + stores_failed
         legacy_node = ["node", os.path.join(JS_DIR, "statsig_node.mjs")]
         for label, command in (("Go SDK", go_command(work)), ("Java SDK", java_command(work)),
                                ("statsig-node", [*legacy_node, "statsig-node"]),
