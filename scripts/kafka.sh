@@ -4,13 +4,15 @@
 # docker-compose.yml uses too) and are cached under .cache/kafka/libs.
 #
 #   scripts/kafka.sh start   # prints GATEHOUSE_KAFKA_BROKERS=127.0.0.1:<port> and the
-#                            # secured listener's GATEHOUSE_KAFKA_SECURE_BROKERS and
-#                            # GATEHOUSE_KAFKA_SECURE_CONFIG (a client properties file)
+#                            # secured listener's GATEHOUSE_KAFKA_SECURE_BROKERS, with
+#                            # client properties files for its two mechanisms:
+#                            # GATEHOUSE_KAFKA_SECURE_CONFIG (PLAIN) and
+#                            # GATEHOUSE_KAFKA_SECURE_SCRAM_CONFIG (SCRAM-SHA-256)
 #   scripts/kafka.sh stop
 #
-# The broker also listens with SASL_SSL (PLAIN mechanism, a self-signed certificate made at
-# start with keytool) on the port after the controller's, as managed Kafka services do, for
-# the tests of --kafka-config.
+# The broker also listens with SASL_SSL (PLAIN and SCRAM-SHA-256, a self-signed certificate
+# made at start with keytool) on the port after the controller's, as managed Kafka services
+# do, for the tests of --kafka-config.
 #
 # Env: GATEHOUSE_KAFKA_PORT (default 19092; the controller takes the next port, SASL_SSL
 #      the one after), GATEHOUSE_CACHE (default .cache).
@@ -47,14 +49,16 @@ start() {
     && keytool -exportcert -rfc -alias broker -keystore "$run/broker.p12" -storepass "$secret" \
       -file "$run/ca.pem" >> "$run/keytool.log" 2>&1 \
     || { echo "kafka.sh: keytool (Java 17) could not make the certificate:" >&2; cat "$run/keytool.log" >&2; exit 1; }
-  cat > "$run/client.properties" <<CLIENT
+  for mechanism in PLAIN SCRAM-SHA-256; do
+    cat > "$run/client-${mechanism}.properties" <<CLIENT
 # librdkafka settings for the broker's SASL_SSL listener (gatehouse --kafka-config)
 security.protocol=SASL_SSL
-sasl.mechanisms=PLAIN
+sasl.mechanisms=${mechanism}
 sasl.username=gatehouse
 sasl.password=${secret}
 ssl.ca.location=${run}/ca.pem
 CLIENT
+  done
   cat > "$run/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
@@ -63,8 +67,9 @@ listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controller},SAS
 advertised.listeners=PLAINTEXT://127.0.0.1:${port},SASL_SSL://127.0.0.1:${secure}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
-sasl.enabled.mechanisms=PLAIN
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_gatehouse="${secret}";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.location=${run}/broker.p12
 ssl.keystore.type=PKCS12
 ssl.keystore.password=${secret}
@@ -86,8 +91,10 @@ log4j.appender.out.layout=org.apache.log4j.PatternLayout
 log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n
 LOG
   local java_cmd=(java -Xms256m -Xmx512m -Dlog4j.configuration="file:$run/log4j.properties" -cp "$cache/libs/*")
+  # The SCRAM user's credential lives in the cluster's metadata, written at format.
   "${java_cmd[@]}" kafka.tools.StorageTool format -t "$("${java_cmd[@]}" kafka.tools.StorageTool random-uuid)" \
-    -c "$run/server.properties" > "$run/format.log" 2>&1
+    -c "$run/server.properties" --add-scram "SCRAM-SHA-256=[name=gatehouse,password=${secret}]" \
+    > "$run/format.log" 2>&1
   nohup "${java_cmd[@]}" kafka.Kafka "$run/server.properties" \
     > "$run/broker.log" 2>&1 &
   echo $! > "$pidfile"
@@ -101,7 +108,8 @@ LOG
       && (exec 3<>"/dev/tcp/127.0.0.1/${secure}") 2>/dev/null; then
       echo "GATEHOUSE_KAFKA_BROKERS=127.0.0.1:${port}"
       echo "GATEHOUSE_KAFKA_SECURE_BROKERS=127.0.0.1:${secure}"
-      echo "GATEHOUSE_KAFKA_SECURE_CONFIG=${run}/client.properties"
+      echo "GATEHOUSE_KAFKA_SECURE_CONFIG=${run}/client-PLAIN.properties"
+      echo "GATEHOUSE_KAFKA_SECURE_SCRAM_CONFIG=${run}/client-SCRAM-SHA-256.properties"
       return 0
     fi
     sleep 0.5

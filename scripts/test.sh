@@ -94,7 +94,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "a real Apache Kafka broker (scripts/kafka.sh)"
 trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
 eval "$(scripts/kafka.sh start)"
-export GATEHOUSE_KAFKA_BROKERS GATEHOUSE_KAFKA_SECURE_BROKERS GATEHOUSE_KAFKA_SECURE_CONFIG
+export GATEHOUSE_KAFKA_BROKERS GATEHOUSE_KAFKA_SECURE_BROKERS GATEHOUSE_KAFKA_SECURE_CONFIG \
+  GATEHOUSE_KAFKA_SECURE_SCRAM_CONFIG
 echo "broker at $GATEHOUSE_KAFKA_BROKERS (SASL_SSL at $GATEHOUSE_KAFKA_SECURE_BROKERS)"
 
 step "cargo test"
