@@ -550,10 +550,31 @@ impl Writer {
     }
 }
 
+/// The initialize body for the user `{"userID": "u"}` at time 0, for unit tests.
+#[cfg(test)]
+pub(crate) fn initialize_for_user_u(
+    rs: &Ruleset,
+    hash: HashAlgorithm,
+    target_app: Option<&str>,
+) -> Vec<u8> {
+    let user_json = serde_json::json!({"userID": "u"});
+    let user = crate::User::from_json(&user_json).unwrap();
+    rs.client_initialize(&InitializeRequest {
+        ctx: EvalContext {
+            user: &user,
+            now_ms: 0,
+            app_id: None,
+        },
+        user_json: &user_json,
+        hash,
+        target_app,
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Writer;
-    use crate::{EvalContext, HashAlgorithm, InitializeRequest, Ruleset, User};
+    use super::{initialize_for_user_u, Writer};
+    use crate::{HashAlgorithm, Ruleset};
     use serde_json::value::RawValue;
     use serde_json::{json, Value};
 
@@ -645,19 +666,8 @@ mod tests {
             });
             let rs = Ruleset::from_value(doc).unwrap();
             assert_eq!(rs.plain_text, place.is_empty(), "{place}");
-            let user_json = json!({"userID": "u"});
-            let user = User::from_json(&user_json).unwrap();
             for hash in [HashAlgorithm::None, HashAlgorithm::Djb2] {
-                let body = rs.client_initialize(&InitializeRequest {
-                    ctx: EvalContext {
-                        user: &user,
-                        now_ms: 0,
-                        app_id: None,
-                    },
-                    user_json: &user_json,
-                    hash,
-                    target_app: None,
-                });
+                let body = initialize_for_user_u(&rs, hash, None);
                 let parsed: Value = serde_json::from_slice(&body)
                     .unwrap_or_else(|e| panic!("{place}, {hash:?}: {e}"));
                 let hashed_away = hash != HashAlgorithm::None

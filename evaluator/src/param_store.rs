@@ -157,21 +157,11 @@ fn parameter_kind(param: &Value) -> Option<(&'static [&'static str], Option<&'st
 mod tests {
     use serde_json::{json, Value};
 
-    use crate::{EvalContext, HashAlgorithm, InitializeRequest, Ruleset, User};
+    use crate::initialize::initialize_for_user_u;
+    use crate::{HashAlgorithm, Ruleset};
 
     fn initialize(rs: &Ruleset, hash: HashAlgorithm, target_app: Option<&str>) -> Value {
-        let user_json = json!({"userID": "u"});
-        let user = User::from_json(&user_json).unwrap();
-        let body = rs.client_initialize(&InitializeRequest {
-            ctx: EvalContext {
-                user: &user,
-                now_ms: 0,
-                app_id: None,
-            },
-            user_json: &user_json,
-            hash,
-            target_app,
-        });
+        let body = initialize_for_user_u(rs, hash, target_app);
         serde_json::from_slice::<Value>(&body).unwrap()["param_stores"].clone()
     }
 
